@@ -70,6 +70,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// One line per command; each command lives in its own file.
 	root.AddCommand(
 		newVersionCmd(),
+		newBundleCmd(),
 	)
 	_ = g
 	root.SetArgs(normalizeArgs(args))

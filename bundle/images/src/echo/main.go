@@ -1,0 +1,54 @@
+// Command echo is the bundled test workload (localhost/clusterctl-echo): an
+// HTTP server on port 8080 that answers every request with JSON naming the
+// pod that answered and the client it saw, so tests can tell which pod a
+// Service routed them to and whether the source address was kept.
+package main
+
+import (
+	"encoding/json"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+type answer struct {
+	Hostname string `json:"hostname"`
+	PodIP    string `json:"pod_ip"`
+	Client   string `json:"client"`
+}
+
+func main() {
+	hostname, _ := os.Hostname()
+	podIP := os.Getenv("POD_IP")
+	if podIP == "" {
+		podIP = firstAddress()
+	}
+	addr := ":8080"
+	if p := os.Getenv("PORT"); p != "" {
+		addr = ":" + p
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(answer{Hostname: hostname, PodIP: podIP, Client: r.RemoteAddr})
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("clusterctl-echo: %s (pod ip %s) listening on %s", hostname, podIP, addr)
+	log.Fatal(srv.ListenAndServe())
+}
+
+// firstAddress is the first non-loopback IP of the pod's interfaces.
+func firstAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
