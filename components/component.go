@@ -1,0 +1,202 @@
+// Package components knows each Kubernetes component clusterctl installs:
+// what it should look like on a host (binaries, config files, certificates,
+// the agent unit that runs it), how it is observed, installed, health-gated
+// and rolled back. One file per component renders its desired state; the
+// rest is shared machinery.
+package components
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/plan"
+)
+
+// Kind is the plan object kind of components on hosts.
+const Kind = "component"
+
+// AgentComponent is the on-host supervisor itself, installed before
+// anything else on a host.
+const AgentComponent = "agent"
+
+// On-host layout (DESIGN.md "On a host").
+const (
+	PkgRoot       = "/opt/clusterctl/pkg"
+	AgentBinary   = "/opt/clusterctl/bin/clusterctl"
+	ConfigRoot    = "/etc/clusterctl"
+	InstalledFile = "/etc/clusterctl/installed.json"
+	LogDir        = "/var/log/clusterctl"
+	EtcdDataDir   = "/var/lib/etcd"
+)
+
+// Artifact is a file from the bundle cache that a component needs on the
+// host, at an immutable, versioned path.
+type Artifact struct {
+	Component string // bundle component (cache folder)
+	Version   string
+	Name      string // file name in the bundle
+	Local     string // path in the local cache
+	SHA256    string
+	Size      int64
+	Dest      string // absolute path on the host
+	Mode      fs.FileMode
+}
+
+// File is a file written on the host. Shared files (certificates,
+// kubeconfigs) have absolute paths; generation files have paths relative
+// to the component's generation folder.
+type File struct {
+	Path      string
+	Data      []byte
+	Mode      fs.FileMode
+	Sensitive bool // a key or a kubeconfig: never shown, 0600
+}
+
+// SHA256 is the hex digest of the file's content.
+func (f File) SHA256() string { return sha256Hex(f.Data) }
+
+// Desired is one component on one host as the spec wants it.
+type Desired struct {
+	Component string
+	Host      string
+	Address   string
+	Version   string
+	Artifacts []Artifact
+	Shared    []File     // absolute paths, kept across generations
+	Config    []File     // generation files (unit.json is added by Unit)
+	Unit      agent.Unit // how the agent runs it
+	// Dirs are folders created (with mode) before the component starts.
+	Dirs []Dir
+	// SensitiveArgs names flags ("--token") whose values come from
+	// sensitive variables: plans show "(sensitive)".
+	SensitiveArgs map[string]bool
+}
+
+// Dir is a folder the component needs.
+type Dir struct {
+	Path string
+	Mode fs.FileMode
+}
+
+// GenerationFiles returns the generation's files, unit.json included, in
+// path order.
+func (d Desired) GenerationFiles() ([]File, error) {
+	unit, err := json.MarshalIndent(d.Unit, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: render unit: %w", d.Component, d.Host, err)
+	}
+	files := append(slices.Clone(d.Config), File{Path: agent.UnitFile, Data: append(unit, '\n'), Mode: 0o644})
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, nil
+}
+
+// ConfigHash digests everything that, when changed, needs a restart: the
+// binaries, the generation files and the shared files. Equal hashes mean
+// nothing to do.
+func (d Desired) ConfigHash() (string, error) {
+	gen, err := d.GenerationFiles()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, a := range d.Artifacts {
+		fmt.Fprintf(h, "artifact %s %s\n", a.Dest, a.SHA256)
+	}
+	for _, f := range gen {
+		fmt.Fprintf(h, "gen %s %o %s\n", f.Path, f.Mode, f.SHA256())
+	}
+	shared := slices.Clone(d.Shared)
+	sort.Slice(shared, func(i, j int) bool { return shared[i].Path < shared[j].Path })
+	for _, f := range shared {
+		fmt.Fprintf(h, "shared %s %o %s\n", f.Path, f.Mode, f.SHA256())
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Object is the plan object for d: version, config hash and one attribute
+// per command-line flag, so a plan shows which flag changed.
+func (d Desired) Object() (plan.Object, error) {
+	hash, err := d.ConfigHash()
+	if err != nil {
+		return plan.Object{}, err
+	}
+	o := plan.Object{Kind: Kind, Name: d.Component, Host: d.Host, Version: d.Version}
+	if d.Component == AgentComponent {
+		return o, nil // the agent's version is its binary's digest
+	}
+	for _, a := range argAttrs(d.Unit.Args) {
+		a.Sensitive = d.SensitiveArgs[a.Name]
+		o.Attrs = append(o.Attrs, a)
+	}
+	o.Attrs = append(o.Attrs, plan.Attr{Name: "config_hash", Value: hash})
+	return o, nil
+}
+
+// argAttrs turns "--flag=value" arguments into attributes named "--flag".
+func argAttrs(args []string) []plan.Attr {
+	var out []plan.Attr
+	for _, a := range args {
+		name, value, _ := strings.Cut(a, "=")
+		out = append(out, plan.Attr{Name: name, Value: value})
+	}
+	return out
+}
+
+// pkgPath is where an artifact file lives on a host.
+func pkgPath(component, version, name string) string {
+	return path.Join(PkgRoot, component, version, name)
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// artifacts resolves files of a bundle artifact to local cache paths and
+// host destinations.
+func artifacts(cache *bundle.Cache, p bundle.Platform, component, version string, names ...string) ([]Artifact, error) {
+	var out []Artifact
+	for _, n := range names {
+		local, sum, err := cache.Lookup(component, version, p, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s (%s): %w (fill the cache with `clusterctl bundle build`)", component, version, p, err)
+		}
+		out = append(out, Artifact{Component: component, Version: version, Name: n, Local: local, SHA256: sum,
+			Dest: pkgPath(component, version, n), Mode: 0o755})
+	}
+	return out, nil
+}
+
+// Order is how component changes are sequenced: the Kubernetes version-skew
+// order for upgrades (etcd → kube-apiserver → controller-manager and
+// scheduler → kubelet and kube-proxy), node components free to start while
+// the control plane comes up, and every component on a host after that
+// host's agent.
+func Order(workerBatch int) plan.Order {
+	onAgent := []string{AgentComponent}
+	return plan.Order{
+		AgentComponent:               {},
+		bundle.Etcd:                  {AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
+		bundle.KubeAPIServer:         {After: []string{bundle.Etcd}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
+		bundle.KubeControllerManager: {After: []string{bundle.KubeAPIServer}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
+		bundle.KubeScheduler:         {After: []string{bundle.KubeAPIServer}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
+		bundle.Containerd:            {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
+		bundle.CNI:                   {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
+		bundle.Kubelet:               {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: []string{AgentComponent, bundle.Containerd, bundle.CNI}, Rolling: true, BatchSize: workerBatch},
+		bundle.KubeProxy:             {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: []string{AgentComponent, bundle.Kubelet}, Rolling: true, BatchSize: workerBatch},
+	}
+}
+
+// Names lists every component in rollout order, the agent first.
+func Names() []string {
+	return append([]string{AgentComponent}, bundle.SpecComponents()...)
+}

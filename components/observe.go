@@ -1,0 +1,69 @@
+package components
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/clusterctl/clusterctl/plan"
+)
+
+// Observe turns a host's installed.json (as read with its facts) into plan
+// objects, checking in one round trip that every file a component relies
+// on still has the digest recorded when it was installed: a file edited by
+// hand shows up as drift.
+func Observe(ctx context.Context, h Host, installedJSON []byte) (Installed, []plan.Object, error) {
+	inst, err := ParseInstalled(h.Name(), installedJSON)
+	if err != nil {
+		return Installed{}, nil, err
+	}
+	var paths []string
+	for _, name := range inst.Names() {
+		for p := range inst.Components[name].Files {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	actual := map[string]string{}
+	if len(paths) > 0 {
+		// Missing files print nothing; `|| true` because sha256sum exits 1 then.
+		out, err := h.Run(ctx, "sha256sum -- "+shellJoin(paths...)+" 2>/dev/null || true")
+		if err != nil {
+			return Installed{}, nil, fmt.Errorf("%s: check installed files: %w", h.Name(), err)
+		}
+		actual = parseSHA256Sum(out)
+	}
+	var objs []plan.Object
+	for _, name := range inst.Names() {
+		c := inst.Components[name]
+		var drift []string
+		for _, p := range slices.Sorted(maps.Keys(c.Files)) {
+			got, ok := actual[p]
+			switch {
+			case !ok:
+				drift = append(drift, p+" is missing")
+			case got != c.Files[p]:
+				drift = append(drift, p+" was edited")
+			}
+		}
+		objs = append(objs, c.Object(h.Name(), name, drift))
+	}
+	return inst, objs, nil
+}
+
+func parseSHA256Sum(out []byte) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		sum, path, ok := strings.Cut(sc.Text(), "  ")
+		if ok && len(sum) == 64 {
+			m[path] = sum
+		}
+	}
+	return m
+}
