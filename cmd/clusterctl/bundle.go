@@ -118,6 +118,11 @@ func newBundleBuildCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			b := &build.Builder{Cache: cache, WorkRoot: filepath.Join(filepath.Dir(cache.Root), "build"), Platform: p, Out: out, Force: force}
+			unlock, err := b.Lock()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			fmt.Fprintf(out, "bundle: %d artifacts for %s in %s\n", len(arts), p, cache.Root)
 			start := time.Now()
 			var built, reused []string

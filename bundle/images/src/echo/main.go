@@ -29,14 +29,17 @@ func main() {
 	if p := os.Getenv("PORT"); p != "" {
 		addr = ":" + p
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Addr: addr, Handler: handler(hostname, podIP), ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("clusterctl-echo: %s (pod ip %s) listening on %s", hostname, podIP, addr)
+	log.Fatal(srv.ListenAndServe())
+}
+
+// handler answers every request, whatever its method and path.
+func handler(hostname, podIP string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(answer{Hostname: hostname, PodIP: podIP, Client: r.RemoteAddr})
 	})
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Printf("clusterctl-echo: %s (pod ip %s) listening on %s", hostname, podIP, addr)
-	log.Fatal(srv.ListenAndServe())
 }
 
 // firstAddress is the first non-loopback IP of the pod's interfaces.
