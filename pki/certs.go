@@ -102,7 +102,8 @@ func parseKey(name string, data []byte) (crypto.Signer, error) {
 		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		// The parsers' ASN.1 details help nobody fix the file.
+		return nil, fmt.Errorf("%s: malformed %s block", name, b.Type)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
