@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"os"
+	"time"
+)
+
+// The control socket speaks JSON lines: the client writes one Request object
+// and a newline, the agent answers with one Response object and a newline.
+// A connection may carry several requests in turn. The same Response is what
+// "clusterctl agent ctl ... -json" prints, so apply parses these types.
+
+// Request operations.
+const (
+	OpPing        = "ping"         // agent identity; used to detect a running agent and an upgrade
+	OpStatus      = "status"       // every component
+	OpReload      = "reload"       // re-read every current link; restart what changed
+	OpRestart     = "restart"      // Name: stop and start again
+	OpStop        = "stop"         // Name: stop and keep stopped until start, restart or a changed unit
+	OpStart       = "start"        // Name: start a stopped component
+	OpWaitHealthy = "wait-healthy" // Name, Generation, Successes, Timeout: the health gate
+	OpShutdown    = "shutdown"     // the agent exits; components keep running
+)
+
+// Request is one control request.
+type Request struct {
+	Op         string   `json:"op"`
+	Name       string   `json:"name,omitempty"`
+	Generation int      `json:"generation,omitempty"` // wait-healthy: 0 means whatever is current
+	Successes  int      `json:"successes,omitempty"`  // wait-healthy: passing probes in a row; default 3
+	Timeout    Duration `json:"timeout,omitempty"`    // wait-healthy: default 120s
+}
+
+// Response is the answer to a Request. OK false comes with Error; a failed
+// wait-healthy also carries the component's status and its last log lines.
+type Response struct {
+	OK         bool              `json:"ok"`
+	Error      string            `json:"error,omitempty"`
+	Agent      *AgentInfo        `json:"agent,omitempty"`
+	Components []ComponentStatus `json:"components,omitempty"`
+	Changes    []Change          `json:"changes,omitempty"`
+	Log        []string          `json:"log,omitempty"`
+}
+
+// AgentInfo identifies the running agent.
+type AgentInfo struct {
+	PID     int       `json:"pid"`
+	Version string    `json:"version"`
+	Exe     string    `json:"exe"`
+	ExeHash string    `json:"exe_sha256"` // of the binary it was started from; differs after an upgrade
+	Started time.Time `json:"started"`
+	Paths   struct {
+		ConfigRoot string `json:"config_root"`
+		RunDir     string `json:"run_dir"`
+		LogDir     string `json:"log_dir"`
+	} `json:"paths"`
+}
+
+// Component states.
+const (
+	StateStarting = "starting" // process running, no probe passed yet (or waiting for After components)
+	StateRunning  = "running"  // process running and a probe has passed since it started
+	StateStopping = "stopping" // stop signal sent
+	StateBackoff  = "backoff"  // exited; restart scheduled at NextStart
+	StateFailed   = "failed"   // cannot start (bad unit, exec failed); retried with backoff where possible
+	StateStopped  = "stopped"  // stopped on request
+)
+
+// ComponentStatus is one component as the agent sees it.
+type ComponentStatus struct {
+	Name       string     `json:"name"`
+	Generation int        `json:"generation"` // of the running process, else of the current unit
+	Version    string     `json:"version,omitempty"`
+	UnitHash   string     `json:"unit_hash,omitempty"`
+	State      string     `json:"state"`
+	PID        int        `json:"pid,omitempty"`
+	Since      *time.Time `json:"since,omitempty"` // start of the running process
+	Adopted    bool       `json:"adopted,omitempty"`
+	WaitingFor []string   `json:"waiting_for,omitempty"` // After components not yet healthy
+	NextStart  *time.Time `json:"next_start,omitempty"`  // backoff
+	Restarts   int        `json:"restarts"`              // processes started after the first, for any reason
+	LastExit   *ExitInfo  `json:"last_exit,omitempty"`
+	Healthy    bool       `json:"healthy"`
+	HealthType string     `json:"health_type,omitempty"`
+	Passes     int        `json:"passes"` // passing probes in a row for the running process
+	LastProbe  *time.Time `json:"last_probe,omitempty"`
+	ProbeError string     `json:"probe_error,omitempty"`
+	Error      string     `json:"error,omitempty"` // unit or start error
+}
+
+// ExitInfo describes how a process ended.
+type ExitInfo struct {
+	Time time.Time `json:"time"`
+	// Code is the exit status, or -1 when the process was killed by a signal
+	// or its status is unknown (an adopted process is not our child).
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+	Reason string `json:"reason"` // human summary: "exit status 1", "signal: killed", ...
+}
+
+// Change is what a reload did to one component.
+type Change struct {
+	Name           string `json:"name"`
+	Action         string `json:"action"` // start, restart, stop, adopt, unchanged
+	Generation     int    `json:"generation,omitempty"`
+	FromGeneration int    `json:"from_generation,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+// Change actions.
+const (
+	ActionStart     = "start"
+	ActionRestart   = "restart"
+	ActionStop      = "stop"
+	ActionAdopt     = "adopt"
+	ActionUnchanged = "unchanged"
+)
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func selfInfo(p Paths, version, exe, hash string, started time.Time) *AgentInfo {
+	ai := &AgentInfo{PID: os.Getpid(), Version: version, Exe: exe, ExeHash: hash, Started: started}
+	ai.Paths.ConfigRoot, ai.Paths.RunDir, ai.Paths.LogDir = p.ConfigRoot, p.RunDir, p.LogDir
+	return ai
+}
