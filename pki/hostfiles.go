@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,58 +59,119 @@ func HostFileData(r Reader, t Table, f HostFile) ([]byte, error) {
 	return nil, fmt.Errorf("pki: host file %s: set exactly one of Local and Kubeconfig", f.Path)
 }
 
-// Restore copies a host's PKI files back into the local store: the way to
-// rebuild a lost .clusterctl/pki from a control plane, whose HostFiles
-// include every CA key and the service-account key. host reads absolute
-// paths on that host. Files the host lacks are skipped (Ensure creates
-// them); files already in dst with the same content are left alone, and a
-// file in dst with different content is an error: Restore never overwrites
-// local state. Keys are restored before certificates, and every file must
-// parse. It returns the local paths written.
-func Restore(dst Store, host Reader, files []HostFile) ([]string, error) {
-	var local []HostFile
-	for _, f := range files {
-		if f.Local != "" {
-			local = append(local, f)
-		}
+// Restore copies one host's PKI files back into the local store: the way
+// to rebuild a lost .clusterctl/pki from a control plane, which holds every
+// CA key and the service-account key. src reads absolute paths on that
+// host. Client certificates embedded in the host's kubeconfigs are
+// extracted too, so the components using them need no new certificate.
+//
+// Files the host lacks are skipped (Ensure creates them). Every file must
+// parse, and an embedded pair must match. A file already in dst with the
+// same content is left alone; with different content it is an error:
+// Restore never overwrites local state. Keys are written before
+// certificates. It returns the local paths written.
+func Restore(dst Store, src Reader, t Table, host string) ([]string, error) {
+	type item struct {
+		from, local string
+		mode        fs.FileMode
+		data        []byte
 	}
-	// Keys first, as Ensure writes them.
-	slices.SortStableFunc(local, func(a, b HostFile) int {
-		return boolOrder(!strings.HasSuffix(a.Local, ".key"), !strings.HasSuffix(b.Local, ".key"))
-	})
-	var written []string
+	var items []item
 	var errs []error
-	for _, f := range local {
-		data, present, err := readOptional(host, f.Path)
+	for _, f := range HostFiles(t, host) {
+		data, present, err := readOptional(src, f.Path)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pki restore: %w", err))
+			errs = append(errs, fmt.Errorf("pki restore from %s: %w", host, err))
 			continue
 		}
 		if !present {
 			continue
 		}
-		if err := checkPEM(f.Path, data); err != nil {
-			errs = append(errs, fmt.Errorf("pki restore: %w", err))
+		if f.Local != "" {
+			if err := checkPEM(f.Path, data); err != nil {
+				errs = append(errs, fmt.Errorf("pki restore from %s: %w", host, err))
+				continue
+			}
+			items = append(items, item{f.Path, f.Local, f.Mode, data})
 			continue
 		}
-		have, exists, err := readOptional(dst, f.Local)
+		k, _ := t.Kubeconfig(f.Kubeconfig)
+		e, _ := t.Entry(k.Cert)
+		certPEM, keyPEM, err := embeddedPair(f.Path, data)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pki restore: %w", err))
+			errs = append(errs, fmt.Errorf("pki restore from %s: %w", host, err))
+			continue
+		}
+		items = append(items, item{f.Path, e.KeyFile(), ModeKey, keyPEM}, item{f.Path, e.CertFile(), ModeCert, certPEM})
+	}
+	// Keys first, as Ensure writes them.
+	slices.SortStableFunc(items, func(a, b item) int {
+		return boolOrder(!strings.HasSuffix(a.local, ".key"), !strings.HasSuffix(b.local, ".key"))
+	})
+	var written []string
+	for _, it := range items {
+		have, exists, err := readOptional(dst, it.local)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pki restore from %s: %w", host, err))
 			continue
 		}
 		if exists {
-			if !bytes.Equal(have, data) {
-				errs = append(errs, fmt.Errorf("pki restore: %s differs from the local %s; refusing to overwrite local state", f.Path, f.Local))
+			if !bytes.Equal(have, it.data) {
+				errs = append(errs, fmt.Errorf("pki restore from %s: %s differs from the local %s; refusing to overwrite local state", host, it.from, it.local))
 			}
 			continue
 		}
-		if err := dst.Write(f.Local, data, f.Mode); err != nil {
-			errs = append(errs, fmt.Errorf("pki restore: %s: %w", f.Local, err))
+		if err := dst.Write(it.local, it.data, it.mode); err != nil {
+			errs = append(errs, fmt.Errorf("pki restore from %s: %s: %w", host, it.local, err))
 			continue
 		}
-		written = append(written, f.Local)
+		written = append(written, it.local)
 	}
 	return written, errors.Join(errs...)
+}
+
+// embeddedPair extracts client-certificate-data and client-key-data from
+// a kubeconfig with one user (as written by Kubeconfig or kubeadm) and
+// checks that they are a matching pair.
+func embeddedPair(name string, kubeconfig []byte) (certPEM, keyPEM []byte, err error) {
+	for _, l := range strings.Split(string(kubeconfig), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !ok {
+			continue
+		}
+		var dst *[]byte
+		switch k {
+		case "client-certificate-data":
+			dst = &certPEM
+		case "client-key-data":
+			dst = &keyPEM
+		default:
+			continue
+		}
+		if *dst != nil {
+			return nil, nil, fmt.Errorf("%s: more than one %s", name, k)
+		}
+		b, err := base64.StdEncoding.DecodeString(strings.Trim(strings.TrimSpace(v), `"'`))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %s: %w", name, k, err)
+		}
+		*dst = b
+	}
+	if certPEM == nil || keyPEM == nil {
+		return nil, nil, fmt.Errorf("%s: no embedded client certificate and key", name)
+	}
+	cert, err := parseCert(name+" client-certificate-data", certPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := parseKey(name+" client-key-data", keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !samePublicKey(cert.PublicKey, key.Public()) {
+		return nil, nil, fmt.Errorf("%s: client certificate does not match client key", name)
+	}
+	return certPEM, keyPEM, nil
 }
 
 func boolOrder(a, b bool) int {
