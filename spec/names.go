@@ -1,0 +1,177 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// suggest returns ` Did you mean "x"?` for the candidate closest to name,
+// or "" when none is close enough to be a plausible typo.
+func suggest(name string, candidates []string) string {
+	best, bestDist := "", 0
+	for _, c := range candidates {
+		d := editDistance(name, c)
+		if d < 3 && d < len(name) && (best == "" || d < bestDist) {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, by runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) > 256 || len(rb) > 256 {
+		return 1 << 30 // not a typo; don't spend quadratic time on it
+	}
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// inlineSuggest is suggest for the middle of a sentence: ` (did you mean "x"?)`.
+func inlineSuggest(name string, candidates []string) string {
+	s := suggest(name, candidates)
+	if s == "" {
+		return ""
+	}
+	return " (did you mean " + strings.TrimPrefix(s, " Did you mean ") + ")"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// quoteList renders names as "a", "b" and "c".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	switch len(q) {
+	case 0:
+		return ""
+	case 1:
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
+}
+
+// dnsLabel reports whether s is an RFC 1123 label: lower-case letters,
+// digits and '-', starting and ending with a letter or digit, at most 63.
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// dnsSubdomain reports whether s is an RFC 1123 subdomain (what Kubernetes
+// accepts as a node name): dot-separated labels, at most 253 characters.
+func dnsSubdomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !dnsLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// hostname reports whether s is a DNS name a resolver accepts (letters of
+// either case; a trailing dot allowed).
+func hostname(s string) bool {
+	return dnsSubdomain(strings.ToLower(strings.TrimSuffix(s, ".")))
+}
+
+// normalizeAddress makes equal addresses compare equal: IPs in canonical
+// form, names in lower case without a trailing dot.
+func normalizeAddress(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String()
+	}
+	return strings.ToLower(strings.TrimSuffix(s, "."))
+}
+
+// labelKey validates a Kubernetes label or taint key: [prefix/]name where
+// prefix is a DNS subdomain and name is at most 63 characters of
+// alphanumerics, '-', '_' and '.', starting and ending alphanumeric.
+func labelKey(s string) error {
+	name := s
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		prefix := s[:i]
+		name = s[i+1:]
+		if !dnsSubdomain(prefix) {
+			return fmt.Errorf("prefix %q must be a lower-case DNS subdomain", prefix)
+		}
+	}
+	if name == "" {
+		return fmt.Errorf("name part must not be empty")
+	}
+	if !labelValueOK(name) {
+		return fmt.Errorf("name part %q must be at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// labelValueOK reports whether s is a valid label value (may be empty).
+func labelValueOK(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || i == len(s)-1 || (c != '-' && c != '_' && c != '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// envName reports whether s can be an environment variable name.
+func envName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,83 @@
+package spec
+
+import "github.com/hashicorp/hcl/v2"
+
+// The block and attribute names of the spec language. docs/spec.md is the
+// user-facing reference; keep the two in step.
+
+func rootSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+		{Type: "cluster", LabelNames: []string{"name"}},
+		{Type: "ssh"},
+		{Type: "host", LabelNames: []string{"name"}},
+		{Type: "component", LabelNames: []string{"name"}},
+		{Type: "artifacts"},
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+	}}
+}
+
+func clusterSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "kubernetes_version", Required: true},
+		{Name: "pod_cidr"},
+		{Name: "service_cidr"},
+		{Name: "cluster_dns"},
+		{Name: "api_endpoint"},
+	}}
+}
+
+func sshSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "user"},
+			{Name: "port"},
+			{Name: "identity_files"},
+			{Name: "use_agent"},
+			{Name: "known_hosts_file"},
+			{Name: "host_key_policy"},
+			{Name: "sudo"},
+			{Name: "sudo_password_env"},
+			{Name: "connect_timeout"},
+		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "bastion"}},
+	}
+}
+
+func bastionSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address", Required: true},
+		{Name: "user"},
+		{Name: "port"},
+	}}
+}
+
+func hostSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "address", Required: true},
+			{Name: "internal_address"},
+			{Name: "port"},
+			{Name: "user"},
+			{Name: "roles", Required: true},
+			{Name: "labels"},
+			{Name: "taints"},
+		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}},
+	}
+}
+
+func componentSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "version"},
+		{Name: "extra_args"},
+		{Name: "hosts"},
+	}}
+}
+
+func artifactsSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "dir"},
+		{Name: "mirror"},
+	}}
+}
