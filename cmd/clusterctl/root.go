@@ -71,6 +71,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(
 		newVersionCmd(),
 		newBundleCmd(),
+		newValidateCmd(g),
 	)
 	_ = g
 	root.SetArgs(normalizeArgs(args))
