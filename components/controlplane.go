@@ -242,7 +242,7 @@ func controllerManager(in Input, h spec.Host) (Desired, error) {
 			Exec: arts[0].Dest,
 			Args: mergeArgs(args, in.extraArgs(bundle.KubeControllerManager)),
 			// It serves /healthz with a self-signed certificate on loopback.
-			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", ControllerMgrPort) + "/healthz", InsecureSkipVerify: true},
+			Health: agent.Health{Type: agent.HealthTCP, Address: "127.0.0.1:" + itoa(ControllerMgrPort)},
 		},
 	}, nil
 }
@@ -276,7 +276,7 @@ func scheduler(in Input, h spec.Host) (Desired, error) {
 			Name: bundle.KubeScheduler, Version: version,
 			Exec:   arts[0].Dest,
 			Args:   mergeArgs(args, in.extraArgs(bundle.KubeScheduler)),
-			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", SchedulerPort) + "/healthz", InsecureSkipVerify: true},
+			Health: agent.Health{Type: agent.HealthTCP, Address: "127.0.0.1:" + itoa(SchedulerPort)},
 		},
 	}, nil
 }

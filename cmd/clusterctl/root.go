@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,8 +14,9 @@ import (
 // exitError carries a process exit code without an extra message: the
 // command has already written what the user needs to see.
 type exitError struct {
-	code int
-	err  error
+	code  int
+	err   error
+	quiet bool // err was already reported to the user
 }
 
 func (e *exitError) Error() string {
@@ -39,7 +41,7 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil {
+		if ee.err != nil && !ee.quiet {
 			fmt.Fprintf(stderr, "Error: %v\n", ee.err)
 		}
 		return ee.code
@@ -50,13 +52,14 @@ func exitCode(err error, stderr io.Writer) int {
 
 // globals are the flags every command shares.
 type globals struct {
-	chdir string // folder holding the spec (*.hcl), like Terraform's -chdir
+	chdir string    // folder holding the spec (*.hcl), like Terraform's -chdir
+	stdin io.Reader // for approvals; os.Stdin
 }
 
 // Run is the testable entry point: it parses args and runs one command,
 // writing to stdout and stderr only.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g := &globals{chdir: "."}
+	g := &globals{chdir: ".", stdin: os.Stdin}
 	root := &cobra.Command{
 		Use:           "clusterctl",
 		Short:         "Plan and apply Kubernetes clusters over SSH",
@@ -70,8 +73,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// One line per command; each command lives in its own file.
 	root.AddCommand(
 		newVersionCmd(),
+		newPlanCmd(g),
+		newApplyCmd(g),
+		newKubeconfigCmd(g),
+		newForceUnlockCmd(g),
 		newBundleCmd(),
 		newValidateCmd(g),
+		newAgentCmd(),
 	)
 	_ = g
 	root.SetArgs(normalizeArgs(args))

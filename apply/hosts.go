@@ -1,0 +1,110 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+
+	"github.com/clusterctl/clusterctl/components"
+	"github.com/clusterctl/clusterctl/provision"
+	"github.com/clusterctl/clusterctl/spec"
+)
+
+// Conn is an open connection to one host of the spec.
+type Conn struct {
+	Host   spec.Host
+	Client *provision.Client
+}
+
+// SSHConfig maps a host's effective spec settings to the transport's.
+func SSHConfig(h spec.Host) provision.Config {
+	s := h.SSH
+	cfg := provision.Config{
+		Name:            h.Name,
+		Host:            h.Address,
+		Port:            h.Port,
+		User:            h.User,
+		IdentityFiles:   s.IdentityFiles,
+		NoAgent:         !s.UseAgent,
+		KnownHostsFiles: []string{s.KnownHostsFile},
+		HostKeyPolicy:   provision.HostKeyPolicy(s.HostKeyPolicy),
+		Sudo:            s.Sudo,
+		SudoPasswordEnv: s.SudoPasswordEnv,
+		ConnectTimeout:  s.ConnectTimeout,
+	}
+	if s.Bastion.Address != "" {
+		cfg.ProxyJump = []provision.Config{{
+			Name: h.Name + "-bastion", Host: s.Bastion.Address, Port: s.Bastion.Port, User: s.Bastion.User,
+			IdentityFiles: s.IdentityFiles, NoAgent: !s.UseAgent,
+			KnownHostsFiles: []string{s.KnownHostsFile}, HostKeyPolicy: provision.HostKeyPolicy(s.HostKeyPolicy),
+			ConnectTimeout: s.ConnectTimeout,
+		}}
+	}
+	return cfg
+}
+
+// Connect dials every host with at most parallelism dials at once. Hosts
+// that fail are reported together (each error names its host); the
+// connections that worked are returned either way, so the caller can close
+// them.
+func Connect(ctx context.Context, hosts []spec.Host, parallelism int) (map[string]*Conn, error) {
+	if parallelism <= 0 {
+		parallelism = 10
+	}
+	var (
+		mu    sync.Mutex
+		conns = map[string]*Conn{}
+		errs  []error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, parallelism)
+	)
+	for _, h := range hosts {
+		wg.Add(1)
+		go func(h spec.Host) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, err := provision.Dial(ctx, SSHConfig(h))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("host %s (%s): %w", h.Name, h.Address, err))
+				return
+			}
+			conns[h.Name] = &Conn{Host: h, Client: c}
+		}(h)
+	}
+	wg.Wait()
+	return conns, errors.Join(errs...)
+}
+
+// CloseAll closes every connection.
+func CloseAll(conns map[string]*Conn) {
+	for _, c := range conns {
+		c.Client.Close()
+	}
+}
+
+// componentHost adapts a provision client to what components need.
+type componentHost struct{ c *provision.Client }
+
+var _ components.Host = componentHost{}
+
+func (h componentHost) Name() string { return h.c.Name() }
+
+func (h componentHost) Run(ctx context.Context, cmd string) ([]byte, error) {
+	res, err := h.c.Run(ctx, provision.Cmd{Line: cmd})
+	return res.Stdout, err // a failure's error carries the end of stderr
+}
+
+func (h componentHost) Upload(ctx context.Context, local, path, sha string, mode fs.FileMode) (int64, error) {
+	t, err := h.c.Upload(ctx, local, path, provision.FileOptions{Mode: mode, SHA256: sha})
+	return t.Sent, err
+}
+
+func (h componentHost) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	_, err := h.c.WriteFile(ctx, path, data, provision.FileOptions{Mode: mode})
+	return err
+}

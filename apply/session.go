@@ -1,0 +1,408 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/components"
+	"github.com/clusterctl/clusterctl/pki"
+	"github.com/clusterctl/clusterctl/plan"
+	"github.com/clusterctl/clusterctl/provision"
+	"github.com/clusterctl/clusterctl/spec"
+	"github.com/clusterctl/clusterctl/state"
+)
+
+// Session is one plan or apply against a cluster: the spec, the local
+// state folder, the artifact cache and open connections to the hosts.
+type Session struct {
+	Cluster     *spec.Cluster
+	Store       *state.FileStore
+	Cache       *bundle.Cache
+	Parallelism int
+	GateTimeout time.Duration
+	// Log receives progress lines (nil: discarded).
+	Log io.Writer
+
+	conns    map[string]*Conn
+	agentBin components.AgentBinaryFile
+	logMu    sync.Mutex
+}
+
+func (s *Session) logf(format string, args ...any) {
+	if s.Log == nil {
+		return
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	fmt.Fprintf(s.Log, format+"\n", args...)
+}
+
+func (s *Session) parallelism() int {
+	if s.Parallelism > 0 {
+		return s.Parallelism
+	}
+	return 10
+}
+
+// Open connects to every host of the spec. It fails, naming each host that
+// could not be reached, before anything is read or changed.
+func (s *Session) Open(ctx context.Context) error {
+	bin, err := components.LocalAgentBinary()
+	if err != nil {
+		return err
+	}
+	s.agentBin = bin
+	conns, err := Connect(ctx, s.Cluster.Hosts(), s.parallelism())
+	s.conns = conns
+	if err != nil {
+		return fmt.Errorf("cannot reach every host:\n%w", err)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (s *Session) Close() { CloseAll(s.conns) }
+
+// Host returns the components view of a connected host.
+func (s *Session) Host(name string) (components.Host, bool) {
+	c, ok := s.conns[name]
+	if !ok {
+		return nil, false
+	}
+	return componentHost{c.Client}, true
+}
+
+// Client returns the SSH client of a connected host.
+func (s *Session) Client(name string) (*provision.Client, bool) {
+	c, ok := s.conns[name]
+	if !ok {
+		return nil, false
+	}
+	return c.Client, true
+}
+
+// World is what the hosts reported.
+type World struct {
+	Installed map[string]components.Installed
+	Objects   []plan.Object
+	Platforms map[string]bundle.Platform
+	Lab       map[string]components.LabHost
+	Digests   map[string]string // per host, for the plan fingerprint
+}
+
+// observeScript prints, in one round trip, the machine architecture, the
+// lab marker and installed.json, each base64-encoded on its own line.
+const observeScript = `uname -m; ` +
+	`for f in /etc/clusterctl/lab-host.json /etc/clusterctl/installed.json; do ` +
+	`if [ -f "$f" ]; then base64 -w0 "$f"; fi; echo; done`
+
+// Observe reads every host's installed components and checks them for
+// drift, in parallel.
+func (s *Session) Observe(ctx context.Context) (World, error) {
+	w := World{Installed: map[string]components.Installed{}, Platforms: map[string]bundle.Platform{},
+		Lab: map[string]components.LabHost{}, Digests: map[string]string{}}
+	var mu sync.Mutex
+	err := s.forEachHost(ctx, s.Cluster.Hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
+		out, err := ch.Run(ctx, observeScript)
+		if err != nil {
+			return fmt.Errorf("read host facts: %w", err)
+		}
+		lines := strings.Split(string(out), "\n")
+		for len(lines) < 3 {
+			lines = append(lines, "")
+		}
+		arch, err := goArch(strings.TrimSpace(lines[0]))
+		if err != nil {
+			return err
+		}
+		labJSON, err := decodeB64(lines[1])
+		if err != nil {
+			return fmt.Errorf("read /etc/clusterctl/lab-host.json: %w", err)
+		}
+		instJSON, err := decodeB64(lines[2])
+		if err != nil {
+			return fmt.Errorf("read %s: %w", components.InstalledFile, err)
+		}
+		inst, objs, err := components.Observe(ctx, ch, instJSON)
+		if err != nil {
+			return err
+		}
+		var lab components.LabHost
+		if len(labJSON) > 0 {
+			if err := json.Unmarshal(labJSON, &lab); err != nil {
+				return fmt.Errorf("read /etc/clusterctl/lab-host.json: %w", err)
+			}
+		}
+		d := sha256.New()
+		fmt.Fprintf(d, "%s\n%s\n%s\n", arch, labJSON, instJSON)
+		for _, o := range objs {
+			fmt.Fprintf(d, "%s drift=%q\n", o.Address(), o.Drift)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		w.Installed[h.Name] = inst
+		w.Objects = append(w.Objects, objs...)
+		w.Platforms[h.Name] = bundle.Platform{OS: "linux", Arch: arch}
+		if len(labJSON) > 0 {
+			w.Lab[h.Name] = lab
+		}
+		w.Digests[h.Name] = "sha256:" + hex.EncodeToString(d.Sum(nil))
+		return nil
+	})
+	return w, err
+}
+
+// forEachHost runs fn for each host with bounded parallelism and joins the
+// errors, each wrapped with its host.
+func (s *Session) forEachHost(ctx context.Context, hosts []spec.Host, fn func(context.Context, spec.Host, components.Host) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, s.parallelism())
+	)
+	for _, h := range hosts {
+		ch, ok := s.Host(h.Name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("host %s: not connected", h.Name))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fn(ctx, h, ch); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func goArch(machine string) (string, error) {
+	switch machine {
+	case "x86_64", "amd64":
+		return "amd64", nil
+	case "aarch64", "arm64":
+		return "arm64", nil
+	}
+	return "", fmt.Errorf("unsupported machine architecture %q (clusterctl installs linux/amd64 and linux/arm64)", machine)
+}
+
+// PKICluster is the certificate table's view of the spec.
+func PKICluster(c *spec.Cluster) pki.Cluster {
+	node := func(h spec.Host) pki.Node {
+		n := pki.Node{Name: h.Name}
+		if a := h.NodeAddress(); a.IsValid() {
+			n.Addresses = append(n.Addresses, a)
+		}
+		if a, err := netip.ParseAddr(h.Address); err == nil && !slices.Contains(n.Addresses, a) {
+			n.Addresses = append(n.Addresses, a)
+		} else if err != nil {
+			n.Hostnames = append(n.Hostnames, h.Address)
+		}
+		return n
+	}
+	pc := pki.Cluster{Name: c.Name(), ServiceCIDR: c.ServiceCIDR(), APIEndpoint: c.APIEndpoint()}
+	for _, h := range c.HostsRunning(bundle.KubeAPIServer) {
+		pc.ControlPlanes = append(pc.ControlPlanes, node(h))
+	}
+	for _, h := range c.EtcdHosts() {
+		pc.EtcdMembers = append(pc.EtcdMembers, node(h))
+	}
+	for _, h := range c.HostsRunning(bundle.Kubelet) {
+		pc.Nodes = append(pc.Nodes, node(h))
+	}
+	return pc
+}
+
+// pkiView serves components the certificates, keys and kubeconfigs of a
+// PKI store.
+type pkiView struct {
+	r pki.Reader
+	t pki.Table
+}
+
+func (v pkiView) File(rel string) ([]byte, error) { return v.r.Read(rel) }
+func (v pkiView) Kubeconfig(name string) ([]byte, error) {
+	return pki.RenderKubeconfig(v.r, v.t, name)
+}
+
+// memOverlay reads through to a base store and keeps writes in memory: a
+// plan sees the certificates an apply would create without writing them.
+type memOverlay struct {
+	base  pki.Reader
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func (m *memOverlay) Read(p string) ([]byte, error) {
+	m.mu.Lock()
+	b, ok := m.files[p]
+	m.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	return m.base.Read(p)
+}
+
+func (m *memOverlay) Write(p string, data []byte, _ fs.FileMode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.files == nil {
+		m.files = map[string][]byte{}
+	}
+	m.files[p] = slices.Clone(data)
+	return nil
+}
+
+// Computed is a plan with everything needed to carry it out.
+type Computed struct {
+	Plan      *plan.Plan
+	World     World
+	Desired   map[string]components.Desired // by object address
+	PKIReport pki.Report
+}
+
+// Plan observes the hosts and computes the plan. With write set, the PKI
+// is brought up to date in the state folder first (apply); otherwise new
+// certificates exist only in memory (plan).
+func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
+	world, err := s.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	table, err := pki.NewTable(PKICluster(s.Cluster))
+	if err != nil {
+		return nil, err
+	}
+	var store pki.Store = pki.DirStore{Root: s.Store.PKIDir()}
+	if !write {
+		store = &memOverlay{base: store}
+	}
+	report, err := pki.Ensure(store, table, pki.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	in := components.Input{Cluster: s.Cluster, PKI: pkiView{r: store, t: table}, Cache: s.Cache,
+		Platforms: world.Platforms, Lab: world.Lab}
+	desired, err := components.DesiredAll(in)
+	if err != nil {
+		return nil, err
+	}
+	// Every host that runs a component gets the agent first.
+	var all []components.Desired
+	for _, h := range s.Cluster.Hosts() {
+		for _, d := range desired {
+			if d.Host == h.Name {
+				all = append(all, components.AgentDesired(h.Name, h.Address, s.agentBin))
+				break
+			}
+		}
+	}
+	all = append(all, desired...)
+
+	byAddr := map[string]components.Desired{}
+	var objs []plan.Object
+	for _, d := range all {
+		o, err := d.Object()
+		if err != nil {
+			return nil, err
+		}
+		byAddr[o.Address()] = d
+		objs = append(objs, o)
+	}
+	changes := plan.Diff(objs, world.Objects)
+	changes = append(changes, certChanges(report)...)
+	steps, err := plan.Graph(changes, components.Order(1), components.Names())
+	if err != nil {
+		return nil, err
+	}
+	fp, err := s.fingerprint(world)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan.Plan{
+		FormatVersion: plan.FormatVersion,
+		Cluster:       s.Cluster.Name(),
+		CreatedAt:     time.Now().UTC().Truncate(time.Second),
+		Fingerprint:   fp,
+		Changes:       changes,
+		Steps:         steps,
+		Warnings:      report.Warnings(),
+	}
+	return &Computed{Plan: p, World: world, Desired: byAddr, PKIReport: report}, nil
+}
+
+// certChanges turns the PKI report into plan changes, so certificate
+// creation and renewal (with expiry dates) show in the plan.
+func certChanges(r pki.Report) []plan.Change {
+	var out []plan.Change
+	for _, res := range r.Changes() {
+		c := plan.Change{Address: plan.Address("cert", res.ID, ""), Kind: "cert", Name: res.ID, Reason: res.Reason}
+		switch res.Action {
+		case pki.ActionCreate:
+			c.Action = plan.Create
+		default:
+			c.Action = plan.Update
+		}
+		if !res.NotAfter.IsZero() {
+			c.Attrs = append(c.Attrs, plan.AttrChange{Name: "not_after", Action: plan.Create, After: res.NotAfter.UTC().Format(time.RFC3339)})
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// fingerprint digests the spec files, variable values, each host's
+// observed state and the state serial.
+func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
+	h := sha256.New()
+	for _, f := range s.Cluster.Files() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return plan.Fingerprint{}, fmt.Errorf("fingerprint the spec: %w", err)
+		}
+		fmt.Fprintf(h, "file %s %d\n", filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	for _, v := range s.Cluster.Variables() {
+		fmt.Fprintf(h, "var %s %#v\n", v.Name, v.Value)
+	}
+	fp := plan.Fingerprint{Spec: "sha256:" + hex.EncodeToString(h.Sum(nil)), Hosts: maps.Clone(w.Digests)}
+	st, err := s.Store.Read()
+	if err != nil {
+		return plan.Fingerprint{}, err
+	}
+	if st != nil {
+		fp.StateLineage, fp.StateSerial = st.Lineage, st.Serial
+	}
+	return fp, nil
+}
+
+func decodeB64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	return base64Decode(s)
+}

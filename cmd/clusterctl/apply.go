@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/plan"
+	"github.com/clusterctl/clusterctl/state"
+	"github.com/spf13/cobra"
+)
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var (
+		o           clusterOptions
+		autoApprove bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply [PLANFILE]",
+		Short: "Make the hosts match the spec",
+		Long: `Apply computes a plan like ` + "`clusterctl plan`" + `, shows it, asks for approval (unless
+-auto-approve), and carries it out: uploads what is missing, writes
+certificates and configs, switches each component to its new generation and
+waits for its health gate, rolling back a component whose gate fails.
+
+With PLANFILE (from plan -out) it carries out exactly that plan, and refuses
+when the spec, a host or the state changed since it was made.
+
+Ctrl-C lets the running steps finish, saves the state and stops; a second
+Ctrl-C aborts at once.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			var saved *plan.Plan
+			if len(args) == 1 {
+				p, err := loadPlan(args[0])
+				if err != nil {
+					return err
+				}
+				saved = p
+				autoApprove = true // approving the saved plan was the point of saving it
+			}
+			return runApply(cmd.Context(), g, &o, saved, autoApprove, stdout, stderr)
+		},
+	}
+	addClusterFlags(cmd.Flags(), &o)
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the interactive approval")
+	return cmd
+}
+
+func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Plan, autoApprove bool, stdout, stderr io.Writer) error {
+	// The first Ctrl-C (or SIGTERM) stops starting steps; the second, which
+	// cancels ctx in main, aborts.
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+		case <-hard.Done():
+			return
+		}
+		fmt.Fprintln(stderr, "\nInterrupt: finishing the running steps, then stopping. Press Ctrl-C again to abort.")
+		close(stop)
+		select {
+		case <-sig:
+			cancel()
+		case <-hard.Done():
+		}
+	}()
+	ctx = hard
+
+	s, err := openSession(ctx, g, o, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	lock, err := s.Store.Lock("apply")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := s.Store.Unlock(lock.ID); err != nil {
+			fmt.Fprintf(stderr, "Error: release the state lock: %v\n", err)
+		}
+	}()
+
+	preview, err := s.Plan(ctx, false)
+	if err != nil {
+		return err
+	}
+	color := !o.spec.noColor && isTerminal(stdout)
+	if saved != nil {
+		if why := saved.Fingerprint.Compare(preview.Plan.Fingerprint); len(why) > 0 {
+			return fmt.Errorf("the saved plan is stale and was not applied: %s; run `clusterctl plan` again", strings.Join(why, "; "))
+		}
+	} else {
+		fmt.Fprintln(stdout)
+		if err := plan.WriteText(stdout, preview.Plan, plan.TextOptions{Color: color}); err != nil {
+			return err
+		}
+	}
+	if !preview.Plan.HasChanges() {
+		_, err := s.Apply(ctx, preview, lock.ID, stop) // records hosts in a rebuilt state
+		return err
+	}
+	if !autoApprove {
+		ok, err := confirm(g.stdin, stdout)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintln(stdout, "\nApply cancelled.")
+			return silentExit(1)
+		}
+	}
+
+	// The PKI is written for real now; the plan is computed once more from
+	// it and must do the same things as the one approved.
+	c, err := s.Plan(ctx, true)
+	if err != nil {
+		return err
+	}
+	if a, b := actions(preview.Plan), actions(c.Plan); !slices.Equal(a, b) {
+		return fmt.Errorf("the hosts changed while the plan was waiting for approval; nothing was applied, run apply again")
+	}
+	fmt.Fprintln(stdout)
+	sum, err := s.Apply(ctx, c, lock.ID, stop)
+	writeSummary(stdout, c.Plan, sum)
+	if err != nil {
+		if errors.Is(err, apply.ErrInterrupted) {
+			fmt.Fprintln(stdout, "\nStopped before finishing. Run `clusterctl apply` again to continue from where the hosts are.")
+		}
+		return silentExitWith(1, err)
+	}
+	return nil
+}
+
+// actions lists a plan's (address, action) pairs, to compare two plans.
+func actions(p *plan.Plan) []string {
+	var out []string
+	for _, c := range p.Changes {
+		if c.Kind == "cert" {
+			continue // new certificates differ between a plan and its apply
+		}
+		out = append(out, c.Address+" "+c.Action.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func confirm(stdin io.Reader, stdout io.Writer) (bool, error) {
+	if f, ok := stdin.(*os.File); !ok || !isTerminalFile(f) {
+		return false, errors.New("apply needs approval: run it in a terminal, or pass -auto-approve (or a saved plan file)")
+	}
+	fmt.Fprint(stdout, "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return false, fmt.Errorf("read approval: %w", err)
+	}
+	return strings.TrimSpace(line) == "yes", nil
+}
+
+func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
+	done, failed, skipped := 0, 0, 0
+	for _, o := range sum.Result.Outcomes {
+		switch o.Status {
+		case state.StepDone:
+			done++
+		case state.StepFailed:
+			failed++
+		case state.StepSkipped:
+			skipped++
+		}
+	}
+	fmt.Fprintf(w, "\nApply finished in %s: %d steps done, %d failed, %d skipped; %s uploaded.\n",
+		sum.Elapsed.Round(100*time.Millisecond), done, failed, skipped, humanSize(sum.Uploaded))
+	for _, o := range sum.Result.Outcomes {
+		if o.Status == state.StepFailed {
+			fmt.Fprintf(w, "\nFailed: %s on %s\n  %s\n", o.Step.Component, strings.Join(o.Step.Hosts, ", "),
+				strings.ReplaceAll(o.Err.Error(), "\n", "\n  "))
+		}
+	}
+	for _, o := range sum.Result.Outcomes {
+		if o.Status == state.StepSkipped {
+			fmt.Fprintf(w, "Skipped: %s on %s (%v)\n", o.Step.Component, strings.Join(o.Step.Hosts, ", "), o.Err)
+		}
+	}
+	_ = p
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// silentExitWith exits with code; err has been reported already.
+func silentExitWith(code int, err error) error { return &exitError{code: code, quiet: true, err: err} }

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/clusterctl/clusterctl/plan"
+	"github.com/spf13/cobra"
+)
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var (
+		o                clusterOptions
+		out              string
+		detailedExitCode bool
+		asJSON           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what apply would change on the hosts",
+		Long: `Plan connects to every host, reads what clusterctl installed there
+(/etc/clusterctl/installed.json) and checks it for drift, computes what the
+spec wants, and prints the difference. It changes nothing.
+
+Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			log := stderr
+			if !asJSON {
+				log = stdout
+			}
+			s, err := openSession(ctx, g, &o, log, stderr)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			c, err := s.Plan(ctx, false)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := plan.WriteJSON(stdout, c.Plan); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(stdout)
+				if err := plan.WriteText(stdout, c.Plan, plan.TextOptions{Color: !o.spec.noColor && isTerminal(stdout)}); err != nil {
+					return err
+				}
+			}
+			if out != "" {
+				if err := savePlan(out, c.Plan); err != nil {
+					return err
+				}
+				if !asJSON {
+					fmt.Fprintf(stdout, "\nSaved the plan to %s. To carry out exactly these actions, run:\n    clusterctl apply %s\n", out, out)
+				}
+			}
+			if detailedExitCode && c.Plan.HasChanges() {
+				return silentExit(2)
+			}
+			return nil
+		},
+	}
+	addClusterFlags(cmd.Flags(), &o)
+	cmd.Flags().StringVar(&out, "out", "", "save the plan to `FILE` for `clusterctl apply FILE`")
+	cmd.Flags().BoolVar(&detailedExitCode, "detailed-exitcode", false, "exit 2 when there are changes, 0 when there are none")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+// savePlan writes the plan file atomically, 0600: it names hosts and
+// versions, never secrets.
+func savePlan(path string, p *plan.Plan) error {
+	var b bytes.Buffer
+	if err := plan.WriteJSON(&b, p); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
+}
+
+func loadPlan(path string) (*plan.Plan, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := plan.ReadJSON(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/state"
+	"github.com/spf13/pflag"
+)
+
+// clusterOptions are the flags of commands that act on a cluster.
+type clusterOptions struct {
+	spec        specOptions
+	parallelism int
+	stateDir    string
+	gateTimeout time.Duration
+}
+
+func addClusterFlags(fs *pflag.FlagSet, o *clusterOptions) {
+	addSpecFlags(fs, &o.spec)
+	fs.IntVar(&o.parallelism, "parallelism", 10, "how many hosts to work on at once")
+	fs.StringVar(&o.stateDir, "state-dir", "", "state folder (default: .clusterctl in the spec folder)")
+	fs.DurationVar(&o.gateTimeout, "gate-timeout", 120*time.Second, "how long a component may take to become healthy")
+}
+
+func (o *clusterOptions) store(g *globals) *state.FileStore {
+	dir := o.stateDir
+	if dir == "" {
+		dir = filepath.Join(g.chdir, state.DefaultDir)
+	}
+	return state.NewFileStore(dir)
+}
+
+// openSession loads the spec and connects to every host.
+func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr io.Writer) (*apply.Session, error) {
+	c, err := loadSpec(g, &o.spec, stderr)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := bundle.DefaultCache()
+	if err != nil {
+		return nil, err
+	}
+	if dir := c.Artifacts().Dir; dir != "" {
+		cache = &bundle.Cache{Root: dir}
+	}
+	s := &apply.Session{Cluster: c, Store: o.store(g), Cache: cache, Parallelism: o.parallelism,
+		GateTimeout: o.gateTimeout, Log: log}
+	fmt.Fprintf(log, "Connecting to %d hosts ...\n", len(c.Hosts()))
+	if err := s.Open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// isTerminalFile reports whether f is a terminal (for prompts).
+func isTerminalFile(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
