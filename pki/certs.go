@@ -3,7 +3,6 @@ package pki
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -131,13 +130,14 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 }
 
 // saKeyUsable reports whether kube-apiserver can sign service-account
-// tokens with k (RS256/ES256/ES384/ES512; not Ed25519).
+// tokens with k: RSA (RS256) or ECDSA on P-256/384/521 (ES256/384/512);
+// not Ed25519.
 func saKeyUsable(k crypto.Signer) bool {
-	switch k.(type) {
-	case *rsa.PrivateKey, *ecdsa.PrivateKey:
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
 		return true
-	case ed25519.PrivateKey:
-		return false
+	case *ecdsa.PrivateKey:
+		return k.Curve == elliptic.P256() || k.Curve == elliptic.P384() || k.Curve == elliptic.P521()
 	}
 	return false
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -538,6 +539,20 @@ func TestServiceAccountKeyPair(t *testing.T) {
 	}
 	if bytes.Equal(key, readFile(t, s, "sa.key")) {
 		t.Error("sa.key not replaced")
+	}
+
+	// An Ed25519 key parses but kube-apiserver cannot sign tokens with it.
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	edPEM, err := encodeKey(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write("sa.key", edPEM, ModeKey); err != nil {
+		t.Fatal(err)
+	}
+	rep = mustEnsure(t, s, tab, Options{Now: t0})
+	if r, _ := rep.Result(IDServiceAccount); r.Action != ActionReissue || r.Reason != "sa.key: ed25519.PrivateKey cannot sign service-account tokens" || r.Warning == "" {
+		t.Errorf("%+v", r)
 	}
 }
 
