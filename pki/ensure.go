@@ -210,8 +210,6 @@ func ensureCA(s Store, e Entry, o Options) (Result, *issuer, error) {
 		problem = e.CertFile() + " is not a CA certificate"
 	case !samePublicKey(c.PublicKey, l.key.Public()):
 		problem = e.CertFile() + " does not match " + e.KeyFile()
-		res.Warning = fmt.Sprintf("CA %s: %s: the CA certificate is re-made from the key, every certificate signed by the old one is reissued and every host must receive the new %s",
-			e.ID, problem, e.CertFile())
 	case o.Now.Before(c.NotBefore):
 		problem, rawSubject = "not valid before "+c.NotBefore.UTC().Format(time.RFC3339), c.RawSubject
 	case c.NotAfter.Sub(o.Now) < o.RenewBefore:
@@ -222,6 +220,11 @@ func ensureCA(s Store, e Entry, o Options) (Result, *issuer, error) {
 	}
 	res.Action = action
 	res.Reason = problem + "; re-signed with the existing key"
+	if l.cert != nil && !samePublicKey(l.cert.PublicKey, l.key.Public()) {
+		// The trust anchor the hosts have does not belong to this key.
+		res.Warning = fmt.Sprintf("CA %s: %s: the CA certificate is re-made from the key, every certificate signed by the old one is reissued and every host must receive the new %s",
+			e.ID, e.CertFile()+" does not match "+e.KeyFile(), e.CertFile())
+	}
 	cert, der, err := selfSign(l.key, e.CommonName, rawSubject, o.Now, o.validity(e))
 	if err != nil {
 		return Result{}, nil, err

@@ -753,3 +753,36 @@ func TestTLSHandshakes(t *testing.T) {
 		t.Error("kubelet serving certificate accepted for the name kubernetes")
 	}
 }
+
+// A CA key that no longer matches its certificate (a replacement cut
+// between the two writes, or a hand edit) wins: the certificate is re-made
+// from the key, loudly, and everything the old one signed is reissued.
+func TestCAKeyCertMismatch(t *testing.T) {
+	s := DirStore{Root: t.TempDir()}
+	tab := mustTable(t, oneHost())
+	mustEnsure(t, s, tab, Options{Now: t0})
+	k, _ := newKey()
+	kp, _ := encodeKey(k)
+	if err := s.Write("etcd/ca.key", kp, ModeKey); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustEnsure(t, s, tab, Options{Now: t0})
+	want := map[string]Action{IDEtcdCA: ActionReissue}
+	for _, e := range tab.Certs {
+		if e.CA == IDEtcdCA {
+			want[e.ID] = ActionReissue
+		}
+	}
+	if d := cmp.Diff(want, actions(rep)); d != "" {
+		t.Fatalf("changes (-want +got):\n%s", d)
+	}
+	r, _ := rep.Result(IDEtcdCA)
+	if r.Reason != "etcd/ca.crt does not match etcd/ca.key; re-signed with the existing key" ||
+		!strings.Contains(r.Warning, "every host must receive the new etcd/ca.crt") {
+		t.Errorf("%q %q", r.Reason, r.Warning)
+	}
+	if !samePublicKey(readCert(t, s, "etcd/ca.crt").PublicKey, k.Public()) {
+		t.Error("CA certificate not re-made from the key")
+	}
+	verifyAll(t, s, tab, t0)
+}
