@@ -299,6 +299,9 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	if !write {
 		store = &memOverlay{base: store}
 	}
+	if err := s.restorePKI(ctx, store, table, world); err != nil {
+		return nil, err
+	}
 	report, err := pki.Ensure(store, table, pki.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
@@ -352,6 +355,43 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	}
 	return &Computed{Plan: p, World: world, Desired: byAddr, PKIReport: report}, nil
 }
+
+// restorePKI rebuilds a lost local PKI from the hosts: when the local
+// store has no cluster CA but hosts have clusterctl components, every
+// host's certificates, keys and kubeconfig client pairs are copied back, so
+// that the plan reuses them instead of issuing new ones.
+func (s *Session) restorePKI(ctx context.Context, store pki.Store, table pki.Table, w World) error {
+	if _, err := store.Read(pki.IDClusterCA + ".crt"); !errors.Is(err, fs.ErrNotExist) {
+		return err // present (nil) or unreadable
+	}
+	var restored []string
+	for _, h := range s.Cluster.Hosts() {
+		if len(w.Installed[h.Name].Components) == 0 {
+			continue
+		}
+		cl, ok := s.Client(h.Name)
+		if !ok {
+			continue
+		}
+		files, err := pki.Restore(store, hostReader{ctx: ctx, c: cl}, table, h.Name)
+		if err != nil {
+			return fmt.Errorf("restore the PKI from %s: %w", h.Name, err)
+		}
+		restored = append(restored, files...)
+	}
+	if len(restored) > 0 {
+		s.logf("The local PKI was missing: restored %d files from the hosts.", len(restored))
+	}
+	return nil
+}
+
+// hostReader reads PKI files from a host by absolute path.
+type hostReader struct {
+	ctx context.Context
+	c   *provision.Client
+}
+
+func (r hostReader) Read(p string) ([]byte, error) { return r.c.ReadFile(r.ctx, p) }
 
 // certChanges turns the PKI report into plan changes, so certificate
 // creation and renewal (with expiry dates) show in the plan.

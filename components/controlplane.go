@@ -142,7 +142,10 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		"proxy-client-cert-file":             p(pki.IDFrontProxyClient + ".crt"),
 		"proxy-client-key-file":              p(pki.IDFrontProxyClient + ".key"),
 	}
-	shared, err := in.pkiFiles("ca.crt", "etcd/ca.crt", "front-proxy-ca.crt", "sa.pub", "sa.key",
+	// The etcd and front-proxy CA keys are not used by the API server but
+	// kept on every control plane, so a lost local state can be restored
+	// from any of them.
+	shared, err := in.pkiFiles("ca.crt", "etcd/ca.crt", "etcd/ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.pub", "sa.key",
 		pki.IDAPIServer+".crt", pki.IDAPIServer+".key",
 		pki.IDAPIServerKubelet+".crt", pki.IDAPIServerKubelet+".key",
 		pki.IDAPIServerEtcd+".crt", pki.IDAPIServerEtcd+".key",

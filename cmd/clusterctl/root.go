@@ -77,9 +77,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newApplyCmd(g),
 		newKubeconfigCmd(g),
 		newForceUnlockCmd(g),
+		newStatusCmd(g),
+		newLogsCmd(g),
 		newBundleCmd(),
 		newValidateCmd(g),
+		newFmtCmd(g),
+		newInitCmd(g),
 		newAgentCmd(),
+		newLabCmd(),
 	)
 	_ = g
 	root.SetArgs(normalizeArgs(args))

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/components"
+	"github.com/clusterctl/clusterctl/provision"
+	"github.com/spf13/cobra"
+)
+
+// hostStatus is one host in `clusterctl status -json`.
+type hostStatus struct {
+	Host       string                  `json:"host"`
+	Address    string                  `json:"address"`
+	Reachable  bool                    `json:"reachable"`
+	Error      string                  `json:"error,omitempty"`
+	Agent      *agent.AgentInfo        `json:"agent,omitempty"`
+	Components []agent.ComponentStatus `json:"components,omitempty"`
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var (
+		o      clusterOptions
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every component on every host as its agent sees it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := loadSpec(g, &o.spec, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			hosts := c.Hosts()
+			out := make([]hostStatus, len(hosts))
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, max(o.parallelism, 1))
+			for i, h := range hosts {
+				out[i] = hostStatus{Host: h.Name, Address: h.Address}
+				wg.Add(1)
+				go func(hs *hostStatus) {
+					defer wg.Done()
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					cl, err := provision.Dial(ctx, apply.SSHConfig(h))
+					if err != nil {
+						hs.Error = err.Error()
+						return
+					}
+					defer cl.Close()
+					hs.Reachable = true
+					resp, err := agentStatus(ctx, cl)
+					if err != nil {
+						hs.Error = err.Error()
+						return
+					}
+					hs.Agent, hs.Components = resp.Agent, resp.Components
+				}(&out[i])
+			}
+			wg.Wait()
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			writeStatus(cmd.OutOrStdout(), out)
+			for _, hs := range out {
+				if hs.Error != "" {
+					return silentExit(1)
+				}
+			}
+			return nil
+		},
+	}
+	addSpecFlags(cmd.Flags(), &o.spec)
+	cmd.Flags().IntVar(&o.parallelism, "parallelism", 10, "how many hosts to ask at once")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// agentStatus asks a host's agent for its status over SSH.
+func agentStatus(ctx context.Context, cl *provision.Client) (agent.Response, error) {
+	res, err := cl.Run(ctx, provision.Cmd{Line: components.AgentBinary + " agent ctl status -json"})
+	var resp agent.Response
+	if jerr := json.Unmarshal(res.Stdout, &resp); jerr != nil {
+		if err != nil {
+			return resp, fmt.Errorf("agent: %w", err)
+		}
+		return resp, fmt.Errorf("agent status: %w", jerr)
+	}
+	if !resp.OK {
+		return resp, fmt.Errorf("agent: %s", resp.Error)
+	}
+	return resp, nil
+}
+
+func writeStatus(w io.Writer, hosts []hostStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tCOMPONENT\tVERSION\tGEN\tSTATE\tHEALTHY\tRESTARTS\tSINCE")
+	for _, hs := range hosts {
+		if hs.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\t\t\t%s\t\t\t\n", hs.Host, oneLine(hs.Error))
+			continue
+		}
+		comps := slices.Clone(hs.Components)
+		slices.SortFunc(comps, func(a, b agent.ComponentStatus) int { return strings.Compare(a.Name, b.Name) })
+		if len(comps) == 0 {
+			fmt.Fprintf(tw, "%s\t(none)\t\t\t\t\t\t\n", hs.Host)
+		}
+		for _, c := range comps {
+			since := ""
+			if c.Since != nil {
+				since = time.Since(*c.Since).Round(time.Second).String() + " ago"
+			}
+			healthy := "yes"
+			if !c.Healthy {
+				healthy = "no"
+				if c.ProbeError != "" {
+					healthy = "no: " + oneLine(c.ProbeError)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", hs.Host, c.Name, c.Version, c.Generation, c.State, healthy, c.Restarts, since)
+		}
+	}
+	tw.Flush()
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var (
+		o      clusterOptions
+		lines  int
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs HOST COMPONENT",
+		Short: "Print a component's log on a host (-f follows it)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadSpec(g, &o.spec, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			h, ok := c.Host(args[0])
+			if !ok {
+				return fmt.Errorf("no host %q in the spec", args[0])
+			}
+			if args[1] != components.AgentComponent && !slices.Contains(components.Names(), args[1]) {
+				return fmt.Errorf("unknown component %q (one of %s)", args[1], strings.Join(components.Names(), ", "))
+			}
+			cl, err := provision.Dial(cmd.Context(), apply.SSHConfig(h))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			line := fmt.Sprintf("%s agent ctl logs %s -n %d", components.AgentBinary, args[1], lines)
+			if follow {
+				line += " -f"
+			}
+			_, err = cl.Run(cmd.Context(), provision.Cmd{Line: line, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
+			if err != nil && cmd.Context().Err() != nil {
+				return nil // Ctrl-C while following
+			}
+			return err
+		},
+	}
+	addSpecFlags(cmd.Flags(), &o.spec)
+	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "print the last `N` lines")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is appended")
+	return cmd
+}
