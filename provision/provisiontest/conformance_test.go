@@ -1,0 +1,7 @@
+package provisiontest
+
+import "testing"
+
+func TestConformanceInProcess(t *testing.T) {
+	RunConformance(t, InProcess(t))
+}
