@@ -162,7 +162,7 @@ func (b *builder) path(p, file string) string {
 // onlyOne reports a second block of a singleton type and returns the first.
 func (b *builder) onlyOne(blocks hcl.Blocks, what string) *hcl.Block {
 	for _, extra := range blocks[min(1, len(blocks)):] {
-		b.errorf(extra.DefRange.Ptr(), "Duplicate "+what+" block", "A %s block was already defined at %s. A spec has one %s block; the files of a folder are merged, so keep it in one file.", what, at(blocks[0].DefRange), what)
+		b.errorf(extra.DefRange.Ptr(), "Duplicate "+what+" block", "%s %s block was already defined at %s. A spec has one %s block; the files of a folder are merged, so keep it in one file.", article(what), what, at(blocks[0].DefRange), what)
 	}
 	if len(blocks) == 0 {
 		return nil
@@ -188,7 +188,7 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 	if kv := b.str(attrs, "kubernetes_version"); kv.set {
 		b.kvRange = kv.rng
 		if v, err := skew.Parse(kv.v); err != nil {
-			b.errorf(&kv.rng, "Invalid version", "kubernetes_version %s is not a version: %s.", kv.show(kv.v), err)
+			b.errorf(&kv.rng, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
 		} else if rel, err := bundle.ReleaseFor(v.String()); err != nil {
 			b.errorf(&kv.rng, "Unsupported Kubernetes version", "kubernetes_version %s is not one clusterctl ships: supported versions are %s.", kv.show(kv.v), strings.Join(supportedKubernetes(), ", "))
 		} else {
@@ -245,6 +245,22 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 			c.apiEndpoint = ep.v
 		}
 	}
+}
+
+// versionError explains a malformed version without showing a sensitive one.
+func versionError(f field, err error) string {
+	if f.sensitive {
+		return "the (sensitive) value is not a version: want MAJOR.MINOR.PATCH"
+	}
+	return err.Error()
+}
+
+// article is "a" or "an" for word.
+func article(word string) string {
+	if strings.ContainsRune("aeiou", rune(word[0])) || strings.HasPrefix(word, "ssh") {
+		return "An"
+	}
+	return "A"
 }
 
 func supportedKubernetes() []string {

@@ -78,13 +78,15 @@ func (b *builder) components(c *Cluster, blocks hcl.Blocks) map[string]*rawCompo
 		raws[name] = r
 		if v := r.version; v.set {
 			if pv, err := skew.Parse(v.v); err != nil {
-				b.errorf(&v.rng, "Invalid version", "Version %s of %s is not a version: %s.", v.show(v.v), name, err)
-				r.version.set = false
-			} else if avail := bundleVersions(name); !slices.Contains(avail, pv.String()) {
-				b.errorf(&v.rng, "Version not in the bundle", "%s %s is not one clusterctl ships, so it cannot be installed; available: %s.", name, pv, strings.Join(avail, ", "))
+				b.errorf(&v.rng, "Invalid version", "Version of %s: %s.", name, versionError(v.field, err))
 				r.version.set = false
 			} else {
+				// Keep the version even when the bundle lacks it, so that the
+				// skew rules can say what else is wrong with it.
 				r.version.v = pv.String()
+				if avail := bundleVersions(name); !slices.Contains(avail, r.version.v) {
+					b.errorf(&v.rng, "Version not in the bundle", "%s %s is not one clusterctl ships, so it cannot be installed; available: %s.", name, pv, strings.Join(avail, ", "))
+				}
 			}
 		}
 		for _, k := range sortedKeys(r.extraArgs.v) {
@@ -228,7 +230,7 @@ func (b *builder) crossChecks(c *Cluster, raws map[string]*rawComponent) {
 
 func (b *builder) allRolesValid() bool {
 	for _, h := range b.rawHosts {
-		if !h.roles.set {
+		if !h.roles.set || len(h.roles.v) == 0 {
 			return false
 		}
 		for _, r := range h.roles.v {
@@ -346,6 +348,6 @@ func (b *builder) podCapacity(c *Cluster, raws map[string]*rawComponent) {
 		return
 	}
 	if bits := mask - c.podCIDR.Bits(); bits < 31 && nodes > 1<<bits {
-		b.errorf(&maskRange, "pod_cidr too small", "pod_cidr %s holds %d node ranges of /%d, but %d hosts run a kubelet. Use a larger pod_cidr.", c.podCIDR, 1<<bits, mask, nodes)
+		b.errorf(&maskRange, "pod_cidr too small", "pod_cidr %s holds %s of /%d, but %d hosts run a kubelet. Use a larger pod_cidr.", c.podCIDR, plural(1<<bits, "node range"), mask, nodes)
 	}
 }

@@ -25,7 +25,7 @@ func functions() map[string]function.Function {
 		"flatten":   stdlib.FlattenFunc,
 		"join":      stdlib.JoinFunc,
 		"keys":      stdlib.KeysFunc,
-		"length":    stdlib.LengthFunc,
+		"length":    lengthFunc(),
 		"lookup":    stdlib.LookupFunc,
 		"lower":     stdlib.LowerFunc,
 		"max":       stdlib.MaxFunc,
@@ -46,6 +46,21 @@ func functions() map[string]function.Function {
 		"values":    stdlib.ValuesFunc,
 		"zipmap":    stdlib.ZipmapFunc,
 	}
+}
+
+// lengthFunc is length(x): the number of elements of a collection or, as in
+// Terraform, the number of characters of a string.
+func lengthFunc() function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType}},
+		Type:   function.StaticReturnType(cty.Number),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if args[0].Type() == cty.String {
+				return stdlib.Strlen(args[0])
+			}
+			return stdlib.Length(args[0])
+		},
+	})
 }
 
 // cidrHostFunc is cidrhost(prefix, hostnum): the hostnum-th address of

@@ -114,7 +114,14 @@ func dnsSubdomain(s string) bool {
 // hostname reports whether s is a DNS name a resolver accepts (letters of
 // either case; a trailing dot allowed).
 func hostname(s string) bool {
-	return dnsSubdomain(strings.ToLower(strings.TrimSuffix(s, ".")))
+	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	if !dnsSubdomain(s) {
+		return false
+	}
+	// An all-numeric last label is a mistyped IP address ("10.0.0.300"),
+	// not a name.
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	return strings.Trim(last, "0123456789") != ""
 }
 
 // normalizeAddress makes equal addresses compare equal: IPs in canonical
@@ -174,4 +181,12 @@ func envName(s string) bool {
 		}
 	}
 	return true
+}
+
+// plural renders "1 word" or "n words".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

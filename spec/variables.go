@@ -288,9 +288,10 @@ func resolveVariables(decls []*varDecl, files []varFile, in VarInputs) ([]Variab
 }
 
 // valueSubject is where a diagnostic about a variable's value points: the
-// value itself when it is written in a file, else the variable block.
+// value itself when it is written in a file, else the variable block. A
+// sensitive value is never shown, not even as a source line.
 func valueSubject(d *varDecl, src ValueSource) *hcl.Range {
-	if src.Range.Filename != "" {
+	if src.Range.Filename != "" && !d.sensitive {
 		return src.Range.Ptr()
 	}
 	return d.declRange.Ptr()

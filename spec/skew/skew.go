@@ -132,14 +132,15 @@ func (v Version) MinorString() string { return fmt.Sprintf("%d.%d", v.Major, v.M
 // newer). Only meaningful within one major version.
 func minorsBehind(v, ref Version) int { return ref.Minor - v.Minor }
 
-// Rule names, as they appear in errors.
+// Rule names. Each reads as a requirement on the component it concerns:
+// "kube-scheduler" + " " + RuleNotNewer.
 const (
 	RuleNotNewer       = "not newer than kube-apiserver"
 	RuleControlPlane   = "at most 1 minor older than kube-apiserver"
 	RuleNode           = "at most 3 minors older than kube-apiserver"
 	RuleSameMajor      = "same major version as kube-apiserver"
-	RuleAPIServers     = "kube-apiserver instances at most 1 minor apart"
-	RuleEtcdMinimum    = "etcd 3.5 or newer"
+	RuleAPIServers     = "instances at most 1 minor apart"
+	RuleEtcdMinimum    = "3.5 or newer"
 	RuleOneMinorStep   = "upgrades move one minor at a time"
 	RuleMinorDowngrade = "downgrades move back at most one minor"
 )

@@ -1,0 +1,3 @@
+component "kubelet" {
+  version = "1.37.2"
+}

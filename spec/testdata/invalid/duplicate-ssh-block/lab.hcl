@@ -1,0 +1,4 @@
+ssh {
+  user           = "root"
+  identity_files = ["~/.ssh/id_ed25519"]
+}

@@ -1,0 +1,19 @@
+ssh {
+  user           = "root"
+  identity_files = ["~/.ssh/id_ed25519"]
+}
+
+host "cp-1" {
+  address = "10.0.0.11"
+  roles   = ["control-plane", "etcd"]
+}
+
+host "worker-1" {
+  address = "10.0.0.12"
+  roles   = ["worker"]
+}
+
+host "worker-2" {
+  address = "10.0.0.13"
+  roles   = ["worker"]
+}

@@ -1,0 +1,28 @@
+variable "token" {
+  type      = string
+  sensitive = true
+
+  validation {
+    condition     = length(var.token) >= 16
+    error_message = "The token must be at least 16 characters."
+  }
+}
+
+cluster "demo" {
+  kubernetes_version = "1.37.2"
+}
+
+host "cp-1" {
+  address = "10.0.0.11"
+  roles   = ["control-plane", "etcd"]
+}
+
+host "worker-1" {
+  address = "10.0.0.12"
+  roles   = ["worker"]
+}
+
+host "worker-2" {
+  address = "10.0.0.13"
+  roles   = ["worker"]
+}

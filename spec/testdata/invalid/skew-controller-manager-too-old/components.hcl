@@ -1,0 +1,3 @@
+component "kube-controller-manager" {
+  version = "1.35.4"
+}

@@ -1,0 +1,3 @@
+cluster "demo2" {
+  kubernetes_version = "1.36.3"
+}

@@ -1,0 +1,12 @@
+locals {
+  subnet = "10.0.0"
+}
+
+cluster "demo" {
+  kubernetes_version = "1.37.2"
+}
+
+host "cp-1" {
+  address = "${local.subnt}.11"
+  roles   = ["control-plane", "etcd", "worker"]
+}

@@ -1,0 +1,13 @@
+cluster "demo" {
+  kubernetes_version = "1.37.2"
+}
+
+host "cp-1" {
+  address = "10.0.0.11"
+  roles   = ["control-plane", "etc"]
+}
+
+host "worker-1" {
+  address = "10.0.0.12"
+  roles   = ["worker"]
+}
