@@ -305,9 +305,11 @@ func (c *Client) run(ctx context.Context, cmd Cmd, privileged bool) (Result, err
 	select {
 	case err = <-waited:
 	case <-ctx.Done():
-		sess.Signal(ssh.SIGKILL)
+		// TERM reaches the command through sudo, which relays it; closing
+		// the channel stops its I/O. The host may let an orphaned child of
+		// the command finish on its own; we do not wait for it.
+		sess.Signal(ssh.SIGTERM)
 		sess.Close()
-		<-waited
 		return Result{ExitCode: -1}, ctx.Err()
 	}
 

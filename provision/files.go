@@ -165,26 +165,37 @@ func (c *Client) put(ctx context.Context, src io.ReadSeeker, size int64, dst str
 	if mode == 0 {
 		mode = 0o644
 	}
+	// Look at the remote file while the local one is hashed.
+	type probe struct {
+		st  remoteState
+		err error
+	}
+	probed := make(chan probe, 1)
+	go func() {
+		st, err := c.remoteFile(ctx, dst, size)
+		probed <- probe{st, err}
+	}()
 	sum := strings.ToLower(opts.SHA256)
+	var hashErr error
 	if sum == "" {
 		h := sha256.New()
-		if _, err := io.Copy(h, src); err != nil {
-			return Transfer{}, c.fail(step+": hash local file", err)
-		}
-		if _, err := src.Seek(0, io.SeekStart); err != nil {
-			return Transfer{}, c.fail(step+": hash local file", err)
+		_, hashErr = io.Copy(h, src)
+		if hashErr == nil {
+			_, hashErr = src.Seek(0, io.SeekStart)
 		}
 		sum = hex.EncodeToString(h.Sum(nil))
 	}
-	tr := Transfer{Size: size, SHA256: sum}
-
-	remote, err := c.remoteFile(ctx, dst)
-	if err != nil {
-		return tr, c.fail(step+": check remote file", err)
+	remote := <-probed
+	if hashErr != nil {
+		return Transfer{}, c.fail(step+": hash local file", hashErr)
 	}
-	if remote.sum == sum {
+	tr := Transfer{Size: size, SHA256: sum}
+	if remote.err != nil {
+		return tr, c.fail(step+": check remote file", remote.err)
+	}
+	if remote.st.sum == sum {
 		tr.Skipped = true
-		if err := c.fixMeta(ctx, dst, remote, mode, opts.Owner); err != nil {
+		if err := c.fixMeta(ctx, dst, remote.st, mode, opts.Owner); err != nil {
 			return tr, c.fail(step+": set mode and owner", err)
 		}
 		return tr, nil
@@ -219,19 +230,23 @@ func (c *Client) put(ctx context.Context, src io.ReadSeeker, size int64, dst str
 // remoteState is what the remote final path holds now.
 type remoteState struct {
 	exists      bool
-	sum         string
+	sum         string // "" when absent or of another size
 	mode        fs.FileMode
 	user, group string
 }
 
-// remoteFile hashes the remote file in one command (as root with sudo).
-func (c *Client) remoteFile(ctx context.Context, p string) (remoteState, error) {
+// remoteFile describes the remote file in one command (as root with
+// sudo); it hashes it only when its size is size, since otherwise the
+// content differs anyway.
+func (c *Client) remoteFile(ctx context.Context, p string, size int64) (remoteState, error) {
 	script := `f=` + Quote(p) + `
 if [ ! -e "$f" ] && [ ! -L "$f" ]; then echo absent; exit 0; fi
 if [ ! -f "$f" ]; then echo "$f exists and is not a regular file" >&2; exit 3; fi
-set -- $(sha256sum < "$f") || exit 4
-echo "sum $1"
-stat -c 'meta %a %U %G' -- "$f"`
+stat -L -c 'meta %s %a %U %G' -- "$f" || exit 4
+if [ "$(stat -L -c %s -- "$f")" = ` + strconv.FormatInt(size, 10) + ` ]; then
+  set -- $(sha256sum < "$f") || exit 4
+  echo "sum $1"
+fi`
 	res, err := c.run(ctx, Cmd{Line: script}, true)
 	if err != nil {
 		return remoteState{}, err
@@ -242,18 +257,18 @@ stat -c 'meta %a %U %G' -- "$f"`
 		switch {
 		case len(f) == 1 && f[0] == "absent":
 			return remoteState{}, nil
-		case len(f) == 2 && f[0] == "sum":
-			st.exists, st.sum = true, f[1]
-		case len(f) == 4 && f[0] == "meta":
-			m, err := strconv.ParseUint(f[1], 8, 32)
+		case len(f) == 2 && f[0] == "sum" && len(f[1]) == 64:
+			st.sum = f[1]
+		case len(f) == 5 && f[0] == "meta":
+			m, err := strconv.ParseUint(f[2], 8, 32)
 			if err != nil {
 				return remoteState{}, fmt.Errorf("unexpected stat output %q", line)
 			}
-			st.mode, st.user, st.group = fs.FileMode(m), f[2], f[3]
+			st.exists, st.mode, st.user, st.group = true, fs.FileMode(m), f[3], f[4]
 		}
 	}
-	if !st.exists || len(st.sum) != 64 {
-		return remoteState{}, fmt.Errorf("unexpected output from sha256sum: %q", tail(res.Stdout, 200))
+	if !st.exists {
+		return remoteState{}, fmt.Errorf("unexpected output from stat: %q", tail(res.Stdout, 200))
 	}
 	return st, nil
 }

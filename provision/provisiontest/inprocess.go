@@ -145,7 +145,8 @@ func sudoUsers(t *testing.T) (nopass, pass *user.User, password string) {
 		}
 		made = append(made, u)
 	}
-	runTool(t, strings.NewReader(names[1]+":"+password+"\n"), "chpasswd")
+	// Both get a password: OpenSSH refuses key logins to locked accounts.
+	runTool(t, strings.NewReader(names[0]+":unused-"+randomHex(12)+"\n"+names[1]+":"+password+"\n"), "chpasswd")
 
 	sudoers := filepath.Join("/etc/sudoers.d", "cct-"+id)
 	rules := fmt.Sprintf("%s ALL=(ALL:ALL) NOPASSWD: ALL\n%s ALL=(ALL:ALL) ALL\n", names[0], names[1])
