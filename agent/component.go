@@ -128,11 +128,12 @@ func (c *component) tryStart() bool {
 }
 
 func (c *component) start() {
+	logMark(c.logPath(), "starting generation %d", c.res.Generation)
 	p, err := c.a.spawn(c.res, c.logPath())
 	if err != nil {
 		c.startErr = err.Error()
 		c.lastExit = &ExitInfo{Time: time.Now().UTC(), Code: -1, Reason: "start failed: " + err.Error()}
-		logMark(c.logPath(), "start of generation %d failed: %v", c.res.Generation, err)
+		logMark(c.logPath(), "start failed: %v", err)
 		c.a.log.Error("start failed", "component", c.name, "generation", c.res.Generation, "err", err)
 		c.scheduleRestart(false)
 		c.persist()
@@ -147,15 +148,13 @@ func (c *component) start() {
 	c.startErr = ""
 	c.proc = p
 	c.phase = phaseRunning
-	logMark(c.logPath(), "started generation %d, pid %d", p.generation, p.pid)
 	c.a.log.Info("started", "component", c.name, "generation", p.generation, "pid", p.pid, "restarts", c.restarts)
 	c.beginProcess()
-	c.persist()
-	c.publish()
 }
 
-// beginProcess resets the health view for a new (or adopted) process and
-// starts probing it.
+// beginProcess publishes a new (or adopted) process with a fresh health
+// view, then starts probing it: no probe result of an earlier process can
+// count for it.
 func (c *component) beginProcess() {
 	c.mu.Lock()
 	c.instance++
@@ -164,6 +163,8 @@ func (c *component) beginProcess() {
 	c.healthySince = time.Time{}
 	c.st.Healthy, c.st.Passes, c.st.ProbeError, c.st.LastProbe = false, 0, "", nil
 	c.mu.Unlock()
+	c.persist()
+	c.publish()
 
 	h := c.res.Unit.Health
 	ctx, cancel := context.WithCancel(context.Background())
@@ -252,14 +253,19 @@ func (c *component) scheduleRestart(reset bool) {
 	if reset {
 		c.failures = 0
 	}
-	d := c.a.opt.BackoffBase
-	for i := 0; i < c.failures && d < c.a.opt.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.a.opt.BackoffMax)
+	d := backoffDelay(c.a.opt.BackoffBase, c.a.opt.BackoffMax, c.failures)
 	c.failures++
 	c.restartAt = time.Now().Add(d)
 	c.phase = phaseBackoff
+}
+
+// backoffDelay is base doubled failures times, at most max.
+func backoffDelay(base, max time.Duration, failures int) time.Duration {
+	d := base
+	for i := 0; i < failures && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
 }
 
 // stopProcess stops the running process; why goes into the log and the
@@ -280,6 +286,7 @@ func (c *component) stopProcess(why string) error {
 	ei.Reason = why + ": " + ei.Reason
 	c.lastExit = &ei
 	c.proc = nil
+	c.phase = phaseStopped // the caller decides what comes next
 	logMark(c.logPath(), "pid %d stopped (%s)", p.pid, ei.Reason)
 	c.a.log.Info("stopped", "component", c.name, "pid", p.pid, "why", why)
 	return nil
@@ -489,7 +496,7 @@ func (c *component) send(ctx context.Context, kind cmdKind, res Resolved) (Chang
 // restarted) when it runs this very unit, and replaced when the unit changed
 // while no agent was watching.
 func (a *Agent) newComponent(res Resolved) *component {
-	c := &component{a: a, name: res.Unit.Name, cmds: make(chan command), res: res, changed: make(chan struct{})}
+	c := &component{a: a, name: res.Unit.Name, cmds: make(chan command), res: res, changed: make(chan struct{}), phase: phaseWaiting}
 	rec, ok, err := readPIDRecord(a.opt.Paths.PIDFile(c.name))
 	if err != nil {
 		a.log.Warn("unreadable pid record; starting afresh", "component", c.name, "err", err)
@@ -519,8 +526,6 @@ func (c *component) begin() Change {
 		ch.Action = ActionAdopt
 		c.a.log.Info("adopted", "component", c.name, "pid", c.proc.pid, "generation", c.proc.generation)
 		c.beginProcess()
-		c.persist()
-		c.publish()
 	case c.proc != nil:
 		ch.FromGeneration = c.proc.generation
 		c.a.log.Info("adopted a process of a replaced unit", "component", c.name, "pid", c.proc.pid, "generation", c.proc.generation)

@@ -226,7 +226,11 @@ func (p *process) stop(sig syscall.Signal, timeout time.Duration) (ExitInfo, err
 	defer t.Stop()
 	select {
 	case <-p.exited:
-		return p.exitInfo(), nil
+		ei := p.exitInfo()
+		if p.adopted {
+			ei.Reason = "exited after " + unix.SignalName(sig)
+		}
+		return ei, nil
 	case <-t.C:
 	}
 	if err := p.signalGroup(syscall.SIGKILL); err != nil {
@@ -235,7 +239,10 @@ func (p *process) stop(sig syscall.Signal, timeout time.Duration) (ExitInfo, err
 	select {
 	case <-p.exited:
 		ei := p.exitInfo()
-		ei.Reason += fmt.Sprintf(" (killed after %s stop timeout)", timeout)
+		if p.adopted {
+			ei.Reason = "killed"
+		}
+		ei.Reason += fmt.Sprintf(" (SIGKILL after the %s stop timeout)", timeout)
 		return ei, nil
 	case <-time.After(10 * time.Second):
 		return ExitInfo{}, fmt.Errorf("pid %d still there 10s after SIGKILL", p.pid)
