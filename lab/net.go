@@ -44,7 +44,8 @@ func planAddresses(subnet netip.Prefix, n, hidden int) (addressPlan, error) {
 	// Usable: network+1 .. broadcast-1.
 	need := uint64(firstHostOffset + n + hidden + 1)
 	if size < need {
-		return addressPlan{}, fmt.Errorf("subnet %s holds %d addresses; %d hosts need a subnet of at least %d (e.g. a /24)", subnet, size, n+hidden, need)
+		room := int64(size) - firstHostOffset - 1
+		return addressPlan{}, fmt.Errorf("subnet %s has room for %d hosts (the bridge takes .1, hosts start at .%d); %d do not fit: use a larger --subnet", subnet, max(room, 0), firstHostOffset, n+hidden)
 	}
 	base := subnet.Addr().As4()
 	at := func(off uint64) netip.Addr {
