@@ -102,6 +102,9 @@ func Start(opts Options) (*Server, error) {
 // Addr is the host:port the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Port is the TCP port the server listens on.
+func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
 // HostKey is the server's public host key.
 func (s *Server) HostKey() ssh.PublicKey { return s.hostKey.PublicKey() }
 
