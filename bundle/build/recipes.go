@@ -16,8 +16,9 @@ type goRecipe struct {
 	version  string   // their tag, e.g. v1.37.2
 	binaries []goBinary
 	// localVersion names the published version of a module that upstream's
-	// go.mod replaces by a folder of its own tree ("" = not needed).
-	localVersion func(modPath string) string
+	// go.mod replaces by a folder of its own tree. ok false: the recipe does
+	// not know the module (an error); version "" with ok: drop the replace.
+	localVersion func(modPath string) (version string, ok bool)
 }
 
 // goBinary is one `go build` of the recipe.
@@ -92,11 +93,8 @@ func kubernetesRecipe(binary, version string) (*goRecipe, error) {
 			tags:  []string{"selinux", "notest", "grpcnotrace"},
 			stamp: stamp,
 		}},
-		localVersion: func(mod string) string {
-			if strings.HasPrefix(mod, "k8s.io/") {
-				return staging
-			}
-			return ""
+		localVersion: func(mod string) (string, bool) {
+			return staging, strings.HasPrefix(mod, "k8s.io/")
 		},
 	}, nil
 }
@@ -106,11 +104,16 @@ func kubernetesRecipe(binary, version string) (*goRecipe, error) {
 // a constant in go.etcd.io/etcd/api/v3/version; only the git SHA would be
 // stamped, and the module proxy does not know it.
 func etcdRecipe(version string) *goRecipe {
-	same := func(mod string) string {
-		if strings.HasPrefix(mod, "go.etcd.io/etcd/") {
-			return version
+	same := func(mod string) (string, bool) {
+		switch {
+		case mod == "go.etcd.io/etcd" || mod == "go.etcd.io/tests/v3":
+			// etcd's go.mod points these at a FORBIDDEN_DEPENDENCY
+			// folder so that nothing imports them; nothing does.
+			return "", true
+		case strings.HasPrefix(mod, "go.etcd.io/etcd/"):
+			return version, true
 		}
-		return ""
+		return "", false
 	}
 	return &goRecipe{
 		name:    "etcd",
@@ -128,10 +131,8 @@ func etcdRecipe(version string) *goRecipe {
 // version stamped as containerd's own Makefile does.
 func containerdRecipe(version string) *goRecipe {
 	stamp := func(time.Time) []string {
-		return []string{
-			"github.com/containerd/containerd/v2/version.Version=" + version,
-			"github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd",
-		}
+		// Revision (the git commit) is not known from the module proxy.
+		return []string{"github.com/containerd/containerd/v2/version.Version=" + version}
 	}
 	// containerd's Makefile tags; without cgo the btrfs snapshotter drops
 	// out by itself (overlayfs and native are what clusterctl's hosts use).

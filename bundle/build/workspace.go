@@ -139,12 +139,16 @@ func generateGoMod(r *goRecipe, ups []upstreamGoMod) ([]byte, error) {
 			old := strings.TrimSpace(rep.Old.Path + " " + rep.Old.Version)
 			newPath, newVersion := rep.New.Path, rep.New.Version
 			if modfile.IsDirectoryPath(newPath) {
-				v := ""
+				var v string
+				ok := false
 				if r.localVersion != nil {
-					v = r.localVersion(rep.Old.Path)
+					v, ok = r.localVersion(rep.Old.Path)
+				}
+				if !ok {
+					return nil, fmt.Errorf("%s@%s's go.mod replaces %s by its folder %s, and the recipe does not say which published version stands for it", u.path, r.version, rep.Old.Path, newPath)
 				}
 				if v == "" {
-					return nil, fmt.Errorf("%s@%s's go.mod replaces %s by its folder %s, and the recipe does not say which published version stands for it", u.path, r.version, rep.Old.Path, newPath)
+					continue
 				}
 				newPath, newVersion = rep.Old.Path, v
 			}

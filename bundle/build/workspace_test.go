@@ -67,7 +67,7 @@ exclude (
 }
 
 func TestGenerateGoModMergesModules(t *testing.T) {
-	server := "module go.etcd.io/etcd/server/v3\n\ngo 1.25.0\n\nreplace go.etcd.io/etcd/api/v3 => ../api\n"
+	server := "module go.etcd.io/etcd/server/v3\n\ngo 1.25.0\n\nreplace go.etcd.io/etcd/api/v3 => ../api\n\nreplace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY\n"
 	etcdctl := "module go.etcd.io/etcd/etcdctl/v3\n\ngo 1.26.0\n\nreplace (\n\tgo.etcd.io/etcd/api/v3 => ../api\n\tgo.etcd.io/etcd/pkg/v3 => ../pkg\n)\n"
 	r := etcdRecipe("v3.7.3")
 	got, err := generateGoMod(r, []upstreamGoMod{
@@ -87,6 +87,9 @@ func TestGenerateGoModMergesModules(t *testing.T) {
 		if !strings.Contains(string(got), line) {
 			t.Errorf("go.mod lacks %q:\n%s", line, got)
 		}
+	}
+	if strings.Contains(string(got), "FORBIDDEN") || strings.Contains(string(got), "go.etcd.io/etcd =>") {
+		t.Errorf("the guard against importing etcd's root module was carried over:\n%s", got)
 	}
 	if n := strings.Count(string(got), "api/v3 =>"); n != 1 {
 		t.Errorf("api/v3 replaced %d times, want once:\n%s", n, got)
