@@ -2,7 +2,9 @@ package spec
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -70,5 +72,62 @@ func TestLabExample(t *testing.T) {
 	v, ok := c.Variable("kubernetes_version")
 	if !ok || v.Source.Kind != FromDefault || v.DisplayValue() != `"1.37.2"` {
 		t.Errorf("variable %+v", v)
+	}
+}
+
+// corpusInputs turns a corpus case's args and env files into VarInputs.
+func corpusInputs(t *testing.T, dir string) VarInputs {
+	t.Helper()
+	in := VarInputs{Env: testEnv()}
+	if b, err := os.ReadFile(filepath.Join(dir, "env")); err == nil {
+		in.Env = append(in.Env, strings.Fields(string(b))...)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "args")); err == nil {
+		args := strings.Fields(string(b))
+		for i := 0; i+1 < len(args); i += 2 {
+			switch args[i] {
+			case "-var":
+				in.Args = append(in.Args, VarArg{Value: args[i+1]})
+			case "-var-file":
+				in.Args = append(in.Args, VarArg{File: true, Value: args[i+1]})
+			default:
+				t.Fatalf("%s/args: unknown option %q", dir, args[i])
+			}
+		}
+	}
+	return in
+}
+
+// TestCorpus checks the corpus at the package level: every invalid case
+// fails with its expected first error, every warnings case loads.
+// cmd/clusterctl checks the rendered output against the golden files.
+func TestCorpus(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/invalid/*")
+	if len(dirs) < 25 {
+		t.Fatalf("only %d invalid cases", len(dirs))
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			c, diags := Load(dir, corpusInputs(t, dir))
+			want, err := os.ReadFile(filepath.Join(dir, "first_error"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c != nil || !diags.HasErrors() {
+				t.Fatalf("no errors: %v", diags)
+			}
+			if got, want := firstError(diags), strings.SplitN(string(want), "\n", 2)[0]; got != want {
+				t.Errorf("first error %q, want %q", got, want)
+			}
+		})
+	}
+	warn, _ := filepath.Glob("testdata/warnings/*")
+	for _, dir := range warn {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			c, diags := Load(dir, corpusInputs(t, dir))
+			if c == nil || diags.HasErrors() || len(diags) == 0 {
+				t.Errorf("want warnings only: %v", diags)
+			}
+		})
 	}
 }
