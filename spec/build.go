@@ -159,6 +159,14 @@ func (b *builder) path(p, file string) string {
 	return filepath.Join(b.fileDir(file), p)
 }
 
+// notNull reports a required attribute written as null (the schema only
+// checks that it is present); f is its decoded field.
+func (b *builder) notNull(attrs hcl.Attributes, name string, f field) {
+	if a := attrs[name]; a != nil && !f.set && f.rng.Filename == "" {
+		b.errorf(a.Expr.Range().Ptr(), "Missing value for "+name, "%s is required; it must not be null.", name)
+	}
+}
+
 // onlyOne reports a second block of a singleton type and returns the first.
 func (b *builder) onlyOne(blocks hcl.Blocks, what string) *hcl.Block {
 	for _, extra := range blocks[min(1, len(blocks)):] {
@@ -185,7 +193,9 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 	b.diags = append(b.diags, diags...)
 	attrs := content.Attributes
 
-	if kv := b.str(attrs, "kubernetes_version"); kv.set {
+	kv := b.str(attrs, "kubernetes_version")
+	b.notNull(attrs, "kubernetes_version", kv.field)
+	if kv.set {
 		b.kvRange = kv.rng
 		if v, err := skew.Parse(kv.v); err != nil {
 			b.errorf(&kv.rng, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
@@ -419,6 +429,7 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 			user:      b.str(bc.Attributes, "user"),
 			port:      b.integer(bc.Attributes, "port", 1, 65535),
 		}
+		b.notNull(bc.Attributes, "address", r.bastion.address.field)
 		if ad := r.bastion.address; ad.set {
 			if _, err := netip.ParseAddr(ad.v); err != nil && !hostname(ad.v) {
 				b.errorf(&ad.rng, "Invalid address", "bastion address %s is neither an IP address nor a host name.", ad.show(ad.v))

@@ -139,7 +139,7 @@ func (d *decoder) eval(a *hcl.Attribute, ty cty.Type) (v cty.Value, f field, ok 
 	v, marks := v.UnmarkDeepWithPaths()
 	f.sensitive = len(marks) > 0
 	if v.IsNull() {
-		return cty.NilVal, f, false
+		return cty.NilVal, field{}, false // null means not set, as in Terraform
 	}
 	if !v.IsWhollyKnown() {
 		d.errorf(&f.rng, "Unknown value", "The value of %q cannot be known when the spec is read.", a.Name)
@@ -151,7 +151,7 @@ func (d *decoder) eval(a *hcl.Attribute, ty cty.Type) (v cty.Value, f field, ok 
 		return cty.NilVal, f, false
 	}
 	if !cv.IsWhollyKnown() || cv.IsNull() {
-		return cty.NilVal, f, false
+		return cty.NilVal, field{}, false
 	}
 	f.set = true
 	return cv, f, true

@@ -87,6 +87,9 @@ func checkRange(t *testing.T, r *hcl.Range, src []byte) {
 // checkCluster asserts what a valid Cluster guarantees its consumers.
 func checkCluster(t *testing.T, c *Cluster) {
 	t.Helper()
+	if s := c.SSH(); s.Bastion.Address != "" && (s.Bastion.User == "" || s.Bastion.Port == 0) {
+		t.Errorf("incomplete bastion %+v", s.Bastion)
+	}
 	if c.Name() == "" || c.KubernetesVersion() == "" || !c.PodCIDR().IsValid() || !c.ServiceCIDR().IsValid() || !c.ServiceCIDR().Contains(c.ClusterDNS()) {
 		t.Errorf("incomplete cluster: %q %q %s %s %s", c.Name(), c.KubernetesVersion(), c.PodCIDR(), c.ServiceCIDR(), c.ClusterDNS())
 	}
@@ -98,7 +101,7 @@ func checkCluster(t *testing.T, c *Cluster) {
 	}
 	names := map[string]bool{}
 	for _, h := range c.Hosts() {
-		if names[h.Name] || len(h.Roles) == 0 || h.Port < 1 || h.Port > 65535 || h.SSH.ConnectTimeout <= 0 {
+		if names[h.Name] || h.Address == "" || len(h.Roles) == 0 || h.Port < 1 || h.Port > 65535 || h.SSH.ConnectTimeout <= 0 {
 			t.Errorf("bad host %+v", h)
 		}
 		names[h.Name] = true

@@ -28,6 +28,8 @@ func (b *builder) decodeHost(blk *hcl.Block) *rawHost {
 		labels:    b.strMap(a, "labels"),
 		taints:    b.list(a, "taints"),
 	}
+	b.notNull(a, "address", h.address.field)
+	b.notNull(a, "roles", h.roles.field)
 	if h.user.set {
 		b.checkUser(h.user)
 	}

@@ -495,3 +495,23 @@ func TestNames(t *testing.T) {
 		t.Errorf("suggest for a one-letter name = %q", got)
 	}
 }
+
+func TestNullMeansDefault(t *testing.T) {
+	c := mustParse(t, map[string]string{"c.hcl": strings.Replace(minimal, `kubernetes_version = "1.36.3"`, "kubernetes_version = \"1.36.3\"\n  pod_cidr = null\n  cluster_dns = null", 1)}, VarInputs{})
+	if c.PodCIDR().String() != "10.244.0.0/16" || c.ClusterDNS().String() != "10.96.0.10" {
+		t.Errorf("null did not fall back to the defaults: %s %s", c.PodCIDR(), c.ClusterDNS())
+	}
+}
+
+func TestRequiredAttributesMustNotBeNull(t *testing.T) {
+	for _, tt := range []struct{ old, new, want string }{
+		{`address = "192.168.1.10"`, `address = null`, "c.hcl:6 Missing value for address"},
+		{`roles   = ["control-plane", "etcd", "worker"]`, `roles = null`, "c.hcl:7 Missing value for roles"},
+		{`kubernetes_version = "1.36.3"`, `kubernetes_version = null`, "c.hcl:3 Missing value for kubernetes_version"},
+	} {
+		_, diags := parseStrings(map[string]string{"c.hcl": strings.Replace(minimal, tt.old, tt.new, 1)}, VarInputs{})
+		if got := firstError(diags); got != tt.want {
+			t.Errorf("%s: first error %q, want %q (%v)", tt.new, got, tt.want, diags)
+		}
+	}
+}
