@@ -70,16 +70,20 @@ type FileEntry struct {
 
 // Manifest describes one cached artifact.
 type Manifest struct {
-	Component string      `json:"component"`
-	Version   string      `json:"version"`
-	OS        string      `json:"os"`
-	Arch      string      `json:"arch"`
-	Source    string      `json:"source"`              // module@version and how it was built, or the download URL
-	BuiltAt   time.Time   `json:"built_at"`            // when this entry was made
-	Seconds   float64     `json:"seconds"`             // how long building or downloading took
-	Toolchain string      `json:"toolchain,omitempty"` // Go version used for a source build
-	Image     string      `json:"image,omitempty"`     // image reference inside an image archive
-	Files     []FileEntry `json:"files"`
+	Component string    `json:"component"`
+	Version   string    `json:"version"`
+	OS        string    `json:"os"`
+	Arch      string    `json:"arch"`
+	Source    string    `json:"source"`              // module@version and how it was built, or the download URL
+	BuiltAt   time.Time `json:"built_at"`            // when this entry was made
+	Seconds   float64   `json:"seconds"`             // how long building or downloading took
+	Toolchain string    `json:"toolchain,omitempty"` // Go version used for a source build
+	Image     string    `json:"image,omitempty"`     // image reference inside an image archive
+	// Recipe fingerprints how the files were made: "build:<sha256 of the
+	// build inputs>" or "download:<sha256 of the download>". A build whose
+	// inputs changed does not reuse the entry.
+	Recipe string      `json:"recipe,omitempty"`
+	Files  []FileEntry `json:"files"`
 }
 
 // Platform of the manifest.

@@ -7,6 +7,8 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -67,8 +69,15 @@ func (b *Builder) printf(format string, args ...any) {
 func (b *Builder) Ensure(ctx context.Context, a bundle.Artifact) (Result, error) {
 	p := b.platform()
 	start := time.Now()
+	recipe, err := Fingerprint(a, p)
+	if err != nil {
+		return Result{}, fmt.Errorf("building %s %s: %w", a.ID(), p, err)
+	}
 	if !b.Force {
 		m, err := b.Cache.VerifyArtifact(a.Component, a.Version, p)
+		if err == nil && !reusable(m, recipe) {
+			err = fmt.Errorf("the build recipe changed since %s", m.BuiltAt.Local().Format("2006-01-02 15:04"))
+		}
 		if err == nil {
 			r := Result{Artifact: a, Manifest: m, Reused: true, Took: time.Since(start)}
 			b.printf("reusing %s %s (%s, built %s)\n", a.ID(), p, FormatSize(m.Size()), m.BuiltAt.Local().Format("2006-01-02 15:04"))
@@ -86,7 +95,7 @@ func (b *Builder) Ensure(ctx context.Context, a bundle.Artifact) (Result, error)
 		return Result{}, err
 	}
 	b.printf("building %s %s ... ", a.ID(), p)
-	m := bundle.Manifest{Component: a.Component, Version: a.Version, OS: p.OS, Arch: p.Arch, Image: a.Image}
+	m := bundle.Manifest{Component: a.Component, Version: a.Version, OS: p.OS, Arch: p.Arch, Image: a.Image, Recipe: recipe}
 	if err := b.make(ctx, a, p, dir, &m); err != nil {
 		b.printf("failed\n")
 		return Result{}, fmt.Errorf("building %s %s: %w", a.ID(), p, err)
@@ -94,13 +103,50 @@ func (b *Builder) Ensure(ctx context.Context, a bundle.Artifact) (Result, error)
 	took := time.Since(start)
 	m.BuiltAt = time.Now().UTC().Truncate(time.Second)
 	m.Seconds = float64(took.Round(100*time.Millisecond).Milliseconds()) / 1000
-	m, err := b.Cache.Commit(m, a.Files)
+	m, err = b.Cache.Commit(m, a.Files)
 	if err != nil {
 		b.printf("failed\n")
 		return Result{}, fmt.Errorf("recording %s %s: %w", a.ID(), p, err)
 	}
 	b.printf("%s, %s\n", FormatDuration(took), FormatSize(m.Size()))
 	return Result{Artifact: a, Manifest: m, Took: took}, nil
+}
+
+// reusable says whether a cached entry may stand for a build with recipe: it
+// was built with the same inputs, or it holds upstream's official files.
+func reusable(m bundle.Manifest, recipe string) bool {
+	return m.Recipe == recipe || strings.HasPrefix(m.Recipe, "download:")
+}
+
+// Fingerprint is the manifest's Recipe for building a on p: a hash of
+// everything that decides the output besides the Go toolchain (modules,
+// version, packages, tags, linker flags, cgo; the program source for the
+// images). Changing a recipe rebuilds what it makes; a new Go release does
+// not by itself.
+func Fingerprint(a bundle.Artifact, p bundle.Platform) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s %s %q %s\n", a.Component, a.Version, p, a.Files, a.Image)
+	r, err := goRecipeFor(a)
+	if err != nil {
+		return "", err
+	}
+	if r == nil {
+		src, err := images.Source(a.Component)
+		if err != nil {
+			return "", err
+		}
+		h.Write(src)
+	} else {
+		fmt.Fprintf(h, "%q %s\n", r.modules, r.version)
+		for _, bin := range r.binaries {
+			var stamp []string
+			if bin.stamp != nil {
+				stamp = bin.stamp(time.Time{})
+			}
+			fmt.Fprintf(h, "%s %s cgo=%v tags=%q ldflags=%q stamp=%q\n", bin.file, bin.pkg, bin.cgo, bin.tags, bin.ldflags, stamp)
+		}
+	}
+	return "build:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // make produces every file of a into dir and fills m's source fields.

@@ -55,8 +55,49 @@ func TestEnsureBuildsReusesAndRebuildsCorrupted(t *testing.T) {
 	if !strings.Contains(out.String(), "rebuilding pause-image v3.10") || !strings.Contains(out.String(), path) {
 		t.Errorf("output does not say why it rebuilds: %q", out.String())
 	}
-	if _, err := b.Cache.VerifyArtifact(a.Component, a.Version, b.platform()); err != nil {
+	m, err := b.Cache.VerifyArtifact(a.Component, a.Version, b.platform())
+	if err != nil {
 		t.Errorf("after rebuild: %v", err)
+	}
+
+	// An entry made by another recipe is rebuilt; official downloads are
+	// reused as they are.
+	for recipe, wantReused := range map[string]bool{"build:0123": false, "download:abcd": true} {
+		m.Recipe = recipe
+		if _, err := b.Cache.Commit(m, a.Files); err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		r, err = b.Ensure(ctx, a)
+		if err != nil || r.Reused != wantReused {
+			t.Errorf("entry with recipe %s: reused=%v err=%v, want reused=%v", recipe, r.Reused, err, wantReused)
+		}
+		if !wantReused && !strings.Contains(out.String(), "recipe changed") {
+			t.Errorf("output does not say the recipe changed: %q", out.String())
+		}
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	p := bundle.Platform{OS: "linux", Arch: "amd64"}
+	seen := map[string]string{}
+	for _, a := range bundle.AllArtifacts() {
+		f1, err := Fingerprint(a, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f2, _ := Fingerprint(a, p)
+		if f1 != f2 || !strings.HasPrefix(f1, "build:") {
+			t.Errorf("%s: fingerprint %s then %s", a.ID(), f1, f2)
+		}
+		if other, dup := seen[f1]; dup {
+			t.Errorf("%s and %s share a fingerprint", a.ID(), other)
+		}
+		seen[f1] = a.ID()
+		arm, _ := Fingerprint(a, bundle.Platform{OS: "linux", Arch: "arm64"})
+		if arm == f1 {
+			t.Errorf("%s: same fingerprint on two platforms", a.ID())
+		}
 	}
 }
 

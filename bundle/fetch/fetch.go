@@ -105,6 +105,7 @@ func (f *Fetcher) Fetch(ctx context.Context, a bundle.Artifact, src Source, sum 
 	m := bundle.Manifest{
 		Component: a.Component, Version: a.Version, OS: p.OS, Arch: p.Arch,
 		Source:  url + " (sha256 " + sum + ")",
+		Recipe:  "download:" + sum,
 		BuiltAt: time.Now().UTC().Truncate(time.Second),
 		Seconds: took.Round(100 * time.Millisecond).Seconds(),
 	}

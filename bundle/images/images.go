@@ -56,6 +56,20 @@ func program(kind string) (src, binary string, cfg v1.Config, err error) {
 	return "", "", v1.Config{}, fmt.Errorf("no image program for %q", kind)
 }
 
+// Source returns what an image is made from: its program's source and
+// the image settings, for fingerprinting.
+func Source(kind string) ([]byte, error) {
+	src, binary, cfg, err := program(kind)
+	if err != nil {
+		return nil, err
+	}
+	main, err := sources.ReadFile(src + "/main.go")
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(main, "\n%s %+v", binary, cfg), nil
+}
+
 // Write builds the image's program and writes the image archive to out.
 func Write(ctx context.Context, s Spec, out string) error {
 	src, binary, cfg, err := program(s.Kind)

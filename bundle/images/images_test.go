@@ -134,7 +134,7 @@ func TestEchoImageAnswersOnItsPort(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer cmd.Process.Kill()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/hello"
 	var resp *http.Response
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -160,6 +160,19 @@ func TestEchoImageAnswersOnItsPort(t *testing.T) {
 	}
 	if h, _, err := net.SplitHostPort(got.Client); err != nil || h != "127.0.0.1" {
 		t.Errorf("client %q, want 127.0.0.1:PORT", got.Client)
+	}
+
+	// The kubelet stops a pod with SIGTERM: echo exits 0.
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("echo after SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("echo ignored SIGTERM")
 	}
 }
 

@@ -5,11 +5,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"log"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -30,8 +33,19 @@ func main() {
 		addr = ":" + p
 	}
 	srv := &http.Server{Addr: addr, Handler: handler(hostname, podIP), ReadHeaderTimeout: 10 * time.Second}
+	// Exit 0 on SIGTERM (what the kubelet sends) once open requests end.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
 	log.Printf("clusterctl-echo: %s (pod ip %s) listening on %s", hostname, podIP, addr)
-	log.Fatal(srv.ListenAndServe())
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
 }
 
 // handler answers every request, whatever its method and path.
