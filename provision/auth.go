@@ -94,9 +94,9 @@ func loadIdentity(file string, c Config, haveAgent bool) (ssh.Signer, error) {
 	case haveAgent:
 		return nil, nil
 	default:
-		hint := "set passphrase_env to the name of an environment variable holding it, or load the key into ssh-agent"
+		hint := fmt.Sprintf("add it to ssh-agent (ssh-add %s)", file)
 		if c.PassphraseEnv != "" {
-			hint = fmt.Sprintf("environment variable %s is empty; set it, or load the key into ssh-agent", c.PassphraseEnv)
+			hint = fmt.Sprintf("environment variable %s is empty; set it, or %s", c.PassphraseEnv, hint)
 		}
 		return nil, fmt.Errorf("identity file %s is encrypted: %s", file, hint)
 	}
