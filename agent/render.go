@@ -24,13 +24,13 @@ func WriteStatus(w io.Writer, comps []ComponentStatus, now time.Time) error {
 	}
 	for _, c := range comps {
 		if c.ProbeError != "" {
-			fmt.Fprintf(w, "%s: probe: %s\n", c.Name, c.ProbeError)
+			fmt.Fprintf(w, "%s: probe: %s\n", c.Name, oneLineText(c.ProbeError))
 		}
 		if len(c.WaitingFor) > 0 {
 			fmt.Fprintf(w, "%s: waiting for %s\n", c.Name, strings.Join(c.WaitingFor, ", "))
 		}
 		if c.Error != "" {
-			fmt.Fprintf(w, "%s: error: %s\n", c.Name, c.Error)
+			fmt.Fprintf(w, "%s: error: %s\n", c.Name, oneLineText(c.Error))
 		}
 	}
 	return nil
@@ -45,7 +45,7 @@ func WriteChanges(w io.Writer, changes []Change) error {
 		if c.FromGeneration != 0 && c.FromGeneration != c.Generation {
 			gen = fmt.Sprintf("%d -> %d", c.FromGeneration, c.Generation)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, dash(c.Action), gen, dash(c.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, dash(c.Action), gen, dash(oneLineText(c.Error)))
 	}
 	return tw.Flush()
 }
@@ -106,3 +106,7 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// oneLineText keeps joined errors (one per line) on the line of their
+// component.
+func oneLineText(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -18,7 +18,7 @@ func TestWriteStatus(t *testing.T) {
 			LastProbe: &probe, ProbeError: "Get \"https://127.0.0.1:2379/health\": connection refused",
 			LastExit: &ExitInfo{Time: now.Add(-3 * time.Minute), Code: -1, Signal: "SIGKILL", Reason: "signal: killed"}},
 		{Name: "kubelet", Generation: 2, State: StateStarting, WaitingFor: []string{"containerd"}},
-		{Name: "kube-proxy", State: StateFailed, Error: "unit.json: exec must be absolute"},
+		{Name: "kube-proxy", State: StateFailed, Error: "unit.json: exec must be absolute\nhealth: type is required"},
 	}
 	var b strings.Builder
 	if err := WriteStatus(&b, comps, now); err != nil {
@@ -31,7 +31,7 @@ kubelet     2    -        starting  -     -          0         -       -
 kube-proxy  -    -        failed    -     -          0         -       -
 etcd: probe: Get "https://127.0.0.1:2379/health": connection refused
 kubelet: waiting for containerd
-kube-proxy: error: unit.json: exec must be absolute
+kube-proxy: error: unit.json: exec must be absolute; health: type is required
 `
 	if d := cmp.Diff(want, b.String()); d != "" {
 		t.Errorf("status (-want +got):\n%s", d)
