@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+
+	"github.com/clusterctl/clusterctl/spec"
 )
 
 func TestPlanAddresses(t *testing.T) {
@@ -182,6 +184,14 @@ host "worker-1" {
 	}
 	if _, diags := hclsyntax.ParseConfig(b, "lab.hcl", hcl.InitialPos); diags.HasErrors() {
 		t.Errorf("lab.hcl does not parse: %v", diags)
+	}
+	// With the example cluster block it is a valid spec.
+	cluster, err := os.ReadFile("../examples/lab/cluster.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, diags := spec.Parse(map[string][]byte{"lab.hcl": b, "cluster.hcl": cluster}, spec.VarInputs{Env: []string{}}); diags.HasErrors() || c == nil {
+		t.Errorf("lab.hcl with examples/lab/cluster.hcl is not a valid spec: %v", diags)
 	}
 }
 
