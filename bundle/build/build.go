@@ -250,6 +250,10 @@ func (b *Builder) goBuild(ctx context.Context, ws string, p bundle.Platform, bin
 		// the go.sum lines it needs on the first build.
 		"GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"),
 	)
+	// On cancellation let go stop its compilers and clean up, rather than
+	// killing it outright.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 15 * time.Second
 	var output bytes.Buffer
 	cmd.Stdout = &output
 	cmd.Stderr = &output
