@@ -118,13 +118,17 @@ func build(specFiles []*hcl.File, varFiles []varFile, in VarInputs, baseDir stri
 
 	b := &builder{
 		decoder: &decoder{
-			ctx:    &hcl.EvalContext{Variables: map[string]cty.Value{"var": varObj, "local": localObj}, Functions: functions()},
-			vars:   varNames,
-			locals: localNames,
+			ctx:     &hcl.EvalContext{Variables: map[string]cty.Value{"var": varObj, "local": localObj}, Functions: functions()},
+			vars:    varNames,
+			locals:  localNames,
+			varInfo: map[string]Variable{},
 		},
 		baseDir:   baseDir,
 		in:        in,
 		firstFile: specFiles[0].Body.MissingItemRange().Filename,
+	}
+	for _, v := range variables {
+		b.varInfo[v.Name] = v
 	}
 	c := &Cluster{variables: variables}
 	for _, f := range specFiles {
@@ -198,9 +202,9 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 	if kv.set {
 		b.kvRange = kv.rng
 		if v, err := skew.Parse(kv.v); err != nil {
-			b.errorf(&kv.rng, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
+			b.valueErr(kv.field, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
 		} else if rel, err := bundle.ReleaseFor(v.String()); err != nil {
-			b.errorf(&kv.rng, "Unsupported Kubernetes version", "kubernetes_version %s is not one clusterctl ships: supported versions are %s.", kv.show(kv.v), strings.Join(supportedKubernetes(), ", "))
+			b.valueErr(kv.field, "Unsupported Kubernetes version", "kubernetes_version %s is not one clusterctl ships: supported versions are %s.", kv.show(kv.v), strings.Join(supportedKubernetes(), ", "))
 		} else {
 			c.kubernetesVersion, c.release = v.String(), rel
 		}
@@ -235,11 +239,11 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 		a, err := netip.ParseAddr(dns.v)
 		switch {
 		case err != nil:
-			b.errorf(&dns.rng, "Invalid IP address", "cluster_dns %s is not an IP address.", dns.show(dns.v))
+			b.valueErr(dns.field, "Invalid IP address", "cluster_dns %s is not an IP address.", dns.show(dns.v))
 		case c.serviceCIDR.IsValid() && !c.serviceCIDR.Contains(a):
-			b.errorf(&dns.rng, "cluster_dns outside service_cidr", "cluster_dns %s is not inside service_cidr %s: the DNS Service's cluster IP comes from the Service range.", a, c.serviceCIDR)
+			b.valueErr(dns.field, "cluster_dns outside service_cidr", "cluster_dns %s is not inside service_cidr %s: the DNS Service's cluster IP comes from the Service range.", a, c.serviceCIDR)
 		case c.serviceCIDR.IsValid() && (a == c.serviceCIDR.Addr() || a == c.serviceCIDR.Addr().Next()):
-			b.errorf(&dns.rng, "Reserved cluster_dns address", "cluster_dns %s is reserved: the first address of service_cidr is the network and the second is the kubernetes Service.", a)
+			b.valueErr(dns.field, "Reserved cluster_dns address", "cluster_dns %s is reserved: the first address of service_cidr is the network and the second is the kubernetes Service.", a)
 		default:
 			c.clusterDNS = a
 		}
@@ -250,7 +254,7 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 
 	if ep := b.str(attrs, "api_endpoint"); ep.set {
 		if err := checkEndpoint(ep.v); err != nil {
-			b.errorf(&ep.rng, "Invalid api_endpoint", "api_endpoint %s: %s. Write a host name or IP, optionally with a port: \"k8s.example.com:6443\".", ep.show(ep.v), err)
+			b.valueErr(ep.field, "Invalid api_endpoint", "api_endpoint %s: %s. Write a host name or IP, optionally with a port: \"k8s.example.com:6443\".", ep.show(ep.v), err)
 		} else {
 			c.apiEndpoint = ep.v
 		}
@@ -303,15 +307,15 @@ func (b *builder) prefix(attrs hcl.Attributes, name, def string) netip.Prefix {
 	}
 	p, err := netip.ParsePrefix(f.v)
 	if err != nil {
-		b.errorf(&f.rng, "Invalid CIDR", "%s %s is not a CIDR range such as %q.", name, f.show(f.v), def)
+		b.valueErr(f.field, "Invalid CIDR", "%s %s is not a CIDR range such as %q.", name, f.show(f.v), def)
 		return netip.Prefix{}
 	}
 	if p.Addr().Zone() != "" || p.Addr().Is4In6() {
-		b.errorf(&f.rng, "Invalid CIDR", "%s %s must be a plain IPv4 or IPv6 range.", name, f.show(f.v))
+		b.valueErr(f.field, "Invalid CIDR", "%s %s must be a plain IPv4 or IPv6 range.", name, f.show(f.v))
 		return netip.Prefix{}
 	}
 	if p != p.Masked() {
-		b.errorf(&f.rng, "Invalid CIDR", "%s %s has bits set after the prefix length; the range it names is %s.", name, f.show(f.v), p.Masked())
+		b.valueErr(f.field, "Invalid CIDR", "%s %s has bits set after the prefix length; the range it names is %s.", name, f.show(f.v), p.Masked())
 		return netip.Prefix{}
 	}
 	return p
@@ -397,21 +401,21 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 		}
 	}
 	if k := r.knownHostsFile; k.set && strings.TrimSpace(k.v) == "" {
-		b.errorf(&k.rng, "Invalid known_hosts_file", "known_hosts_file must not be empty.")
+		b.valueErr(k.field, "Invalid known_hosts_file", "known_hosts_file must not be empty.")
 	}
 	if p := r.hostKeyPolicy; p.set && p.v != HostKeyStrict && p.v != HostKeyAcceptNew {
-		b.errorf(&p.rng, "Invalid host_key_policy", "host_key_policy %s is not one of %q and %q.%s", p.show(p.v), HostKeyStrict, HostKeyAcceptNew, suggest(p.v, []string{HostKeyStrict, HostKeyAcceptNew}))
+		b.valueErr(p.field, "Invalid host_key_policy", "host_key_policy %s is not one of %q and %q.%s", p.show(p.v), HostKeyStrict, HostKeyAcceptNew, suggest(p.v, []string{HostKeyStrict, HostKeyAcceptNew}))
 	}
 	if e := r.sudoPasswordEnv; e.set && !envName(e.v) {
-		b.errorf(&e.rng, "Invalid sudo_password_env", "sudo_password_env is the NAME of an environment variable that holds the password (letters, digits and '_'), not the password; got %s.", e.show(e.v))
+		b.valueErr(e.field, "Invalid sudo_password_env", "sudo_password_env is the NAME of an environment variable that holds the password (letters, digits and '_'), not the password; got %s.", e.show(e.v))
 	}
 	if t := r.connectTimeout; t.set {
 		d, err := time.ParseDuration(t.v)
 		switch {
 		case err != nil:
-			b.errorf(&t.rng, "Invalid duration", "connect_timeout %s is not a duration such as \"10s\" or \"1m30s\".", t.show(t.v))
+			b.valueErr(t.field, "Invalid duration", "connect_timeout %s is not a duration such as \"10s\" or \"1m30s\".", t.show(t.v))
 		case d <= 0 || d > time.Hour:
-			b.errorf(&t.rng, "Invalid duration", "connect_timeout must be more than 0s and at most 1h; got %s.", d)
+			b.valueErr(t.field, "Invalid duration", "connect_timeout must be more than 0s and at most 1h; got %s.", d)
 		default:
 			r.timeout = d
 		}
@@ -432,7 +436,7 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 		b.notNull(bc.Attributes, "address", r.bastion.address.field)
 		if ad := r.bastion.address; ad.set {
 			if _, err := netip.ParseAddr(ad.v); err != nil && !hostname(ad.v) {
-				b.errorf(&ad.rng, "Invalid address", "bastion address %s is neither an IP address nor a host name.", ad.show(ad.v))
+				b.valueErr(ad.field, "Invalid address", "bastion address %s is neither an IP address nor a host name.", ad.show(ad.v))
 			}
 		}
 		if u := r.bastion.user; u.set {
@@ -444,7 +448,7 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 
 func (b *builder) checkUser(u strField) {
 	if u.v == "" || strings.ContainsAny(u.v, " \t\r\n:@/") {
-		b.errorf(&u.rng, "Invalid user", "%s %s is not a user name.", u.name, u.show(u.v))
+		b.valueErr(u.field, "Invalid user", "%s %s is not a user name.", u.name, u.show(u.v))
 	}
 }
 

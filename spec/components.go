@@ -78,14 +78,14 @@ func (b *builder) components(c *Cluster, blocks hcl.Blocks) map[string]*rawCompo
 		raws[name] = r
 		if v := r.version; v.set {
 			if pv, err := skew.Parse(v.v); err != nil {
-				b.errorf(&v.rng, "Invalid version", "Version of %s: %s.", name, versionError(v.field, err))
+				b.valueErr(v.field, "Invalid version", "Version of %s: %s.", name, versionError(v.field, err))
 				r.version.set = false
 			} else {
 				// Keep the version even when the bundle lacks it, so that the
 				// skew rules can say what else is wrong with it.
 				r.version.v = pv.String()
 				if avail := bundleVersions(name); !slices.Contains(avail, r.version.v) {
-					b.errorf(&v.rng, "Version not in the bundle", "%s %s is not one clusterctl ships, so it cannot be installed; available: %s.", name, pv, strings.Join(avail, ", "))
+					b.valueErr(v.field, "Version not in the bundle", "%s %s is not one clusterctl ships, so it cannot be installed; available: %s.", name, pv, strings.Join(avail, ", "))
 				}
 			}
 		}
@@ -140,7 +140,7 @@ func (b *builder) componentHosts(c *Cluster, r *rawComponent, hostNames []string
 		return
 	}
 	if len(r.hosts.v) == 0 {
-		b.errorf(&r.hosts.rng, "Empty hosts list", "Component %q has an empty hosts list. Remove the attribute to run it on its default hosts.", r.name)
+		b.valueErr(r.hosts.field, "Empty hosts list", "Component %q has an empty hosts list. Remove the attribute to run it on its default hosts.", r.name)
 		return
 	}
 	role := requiredRole(r.name)
@@ -178,7 +178,7 @@ func (b *builder) artifacts(c *Cluster, blocks hcl.Blocks) {
 	b.diags = append(b.diags, diags...)
 	if d := b.str(content.Attributes, "dir"); d.set {
 		if strings.TrimSpace(d.v) == "" {
-			b.errorf(&d.rng, "Invalid artifacts dir", "dir must not be empty; remove it to use the bundle cache.")
+			b.valueErr(d.field, "Invalid artifacts dir", "dir must not be empty; remove it to use the bundle cache.")
 		} else {
 			c.artifacts.Dir = b.path(d.v, d.rng.Filename)
 		}
@@ -186,7 +186,7 @@ func (b *builder) artifacts(c *Cluster, blocks hcl.Blocks) {
 	if m := b.str(content.Attributes, "mirror"); m.set {
 		u, err := url.Parse(m.v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
-			b.errorf(&m.rng, "Invalid mirror URL", "mirror %s must be an http://, https:// or file:// URL.", m.show(m.v))
+			b.valueErr(m.field, "Invalid mirror URL", "mirror %s must be an http://, https:// or file:// URL.", m.show(m.v))
 		} else {
 			c.artifacts.Mirror = m.v
 		}
@@ -218,7 +218,7 @@ func (b *builder) crossChecks(c *Cluster, raws map[string]*rawComponent) {
 		b.warnf(&etcdSubject, "Even number of etcd members", "etcd runs on %d hosts. An etcd cluster of %d members tolerates as many failures (%d) as one of %d, with more members to keep in sync; use an odd number.", n, n, (n-1)/2, n-1)
 	}
 	if len(c.HostsWithRole(RoleWorker)) == 0 && b.allRolesValid() {
-		b.warnf(&where, "No worker host", "No host has the worker role, so the control-plane nodes are tainted and ordinary pods have nowhere to run. Add \"worker\" to the roles of a host if that is not what you want.")
+		b.warnf(&where, "No worker host", "No host has the worker role, so ordinary pods have nowhere to run. Add \"worker\" to the roles of a host if that is not what you want.")
 	}
 	if n := len(c.HostsWithRole(RoleControlPlane)); n > 1 && c.apiEndpoint == "" {
 		b.warnf(&where, "No api_endpoint for several control planes", "There are %d control-plane hosts but no api_endpoint, so kubeconfigs point at the first one only and lose access when it is down. Set api_endpoint to a load balancer or virtual IP in front of them.", n)

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -63,10 +64,44 @@ type mapField struct {
 // decoder evaluates attributes against the spec's evaluation context and
 // collects diagnostics.
 type decoder struct {
-	ctx    *hcl.EvalContext
-	vars   map[string]bool // declared variables, for reference checks
-	locals map[string]bool // defined locals
-	diags  hcl.Diagnostics
+	ctx     *hcl.EvalContext
+	vars    map[string]bool // declared variables, for reference checks
+	locals  map[string]bool // defined locals
+	varInfo map[string]Variable
+	diags   hcl.Diagnostics
+}
+
+// valueErr reports an error about the value of f. When the value comes
+// from variables, the detail says what they are and where they came from,
+// since the spec line alone does not show it.
+func (d *decoder) valueErr(f field, summary, format string, args ...any) {
+	detail := fmt.Sprintf(format, args...)
+	if f.sensitive {
+		// The message may quote the value; say less rather than leak it.
+		detail = fmt.Sprintf("The value of %s is not valid (%s). It comes from a sensitive variable, so it is not shown.", f.name, strings.ToLower(summary))
+	}
+	if f.expr != nil {
+		seen := map[string]bool{}
+		var notes []string
+		for _, tr := range f.expr.Variables() {
+			if tr.RootName() != "var" || len(tr) < 2 {
+				continue
+			}
+			step, ok := tr[1].(hcl.TraverseAttr)
+			v, known := d.varInfo[step.Name]
+			if !ok || !known || seen[v.Name] {
+				continue
+			}
+			seen[v.Name] = true
+			notes = append(notes, fmt.Sprintf("var.%s is %s, from %s.", v.Name, v.DisplayValue(), v.Source))
+		}
+		slices.Sort(notes)
+		if len(notes) > 0 {
+			detail += "\n\n" + strings.Join(notes, "\n")
+		}
+	}
+	rng := f.rng
+	d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &rng})
 }
 
 func (d *decoder) errorf(subject *hcl.Range, summary, format string, args ...any) {
@@ -142,12 +177,12 @@ func (d *decoder) eval(a *hcl.Attribute, ty cty.Type) (v cty.Value, f field, ok 
 		return cty.NilVal, field{}, false // null means not set, as in Terraform
 	}
 	if !v.IsWhollyKnown() {
-		d.errorf(&f.rng, "Unknown value", "The value of %q cannot be known when the spec is read.", a.Name)
+		d.valueErr(f, "Unknown value", "The value of %q cannot be known when the spec is read.", a.Name)
 		return cty.NilVal, f, false
 	}
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
-		d.errorf(&f.rng, "Incorrect attribute value type", "Inappropriate value for attribute %q: %s.", a.Name, err)
+		d.valueErr(f, "Incorrect attribute value type", "Inappropriate value for attribute %q: %s.", a.Name, err)
 		return cty.NilVal, f, false
 	}
 	if !cv.IsWhollyKnown() || cv.IsNull() {
@@ -185,7 +220,7 @@ func (d *decoder) integer(attrs hcl.Attributes, name string, lo, hi int) intFiel
 		if f.sensitive {
 			shown = "(sensitive)"
 		}
-		d.errorf(&f.rng, "Invalid value for "+name, "%s must be a whole number from %d to %d; got %s.", name, lo, hi, shown)
+		d.valueErr(f, "Invalid value for "+name, "%s must be a whole number from %d to %d; got %s.", name, lo, hi, shown)
 		f.set = false
 		return intField{field: f}
 	}
@@ -231,12 +266,12 @@ func (d *decoder) strMap(attrs hcl.Attributes, name string) mapField {
 		return mapField{}
 	}
 	if !v.IsWhollyKnown() {
-		d.errorf(&f.rng, "Unknown value", "The value of %q cannot be known when the spec is read.", a.Name)
+		d.valueErr(f, "Unknown value", "The value of %q cannot be known when the spec is read.", a.Name)
 		return mapField{field: f}
 	}
 	cv, err := convert.Convert(v, cty.Map(cty.String))
 	if err != nil {
-		d.errorf(&f.rng, "Incorrect attribute value type", "Inappropriate value for attribute %q: %s.", a.Name, err)
+		d.valueErr(f, "Incorrect attribute value type", "Inappropriate value for attribute %q: %s.", a.Name, err)
 		return mapField{field: f}
 	}
 	f.set = true
@@ -244,7 +279,7 @@ func (d *decoder) strMap(attrs hcl.Attributes, name string) mapField {
 	for it := cv.ElementIterator(); it.Next(); {
 		k, e := it.Element()
 		if e.IsNull() {
-			d.errorf(&f.rng, "Invalid value for "+name, "The value of %s[%q] must not be null.", name, k.AsString())
+			d.valueErr(f, "Invalid value for "+name, "The value of %s[%q] must not be null.", name, k.AsString())
 			f.set = false
 			return mapField{field: f}
 		}

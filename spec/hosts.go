@@ -61,10 +61,10 @@ func (b *builder) hosts(c *Cluster, blocks hcl.Blocks) {
 		}
 		if h.ssh != nil {
 			if h.port.set && h.ssh.port.set {
-				b.errorf(&h.ssh.port.rng, "Conflicting port", "Host %q sets port both directly (%s) and in its ssh block; keep one.", h.name, at(h.port.rng))
+				b.valueErr(h.ssh.port.field, "Conflicting port", "Host %q sets port both directly (%s) and in its ssh block; keep one.", h.name, at(h.port.rng))
 			}
 			if h.user.set && h.ssh.user.set {
-				b.errorf(&h.ssh.user.rng, "Conflicting user", "Host %q sets user both directly (%s) and in its ssh block; keep one.", h.name, at(h.user.rng))
+				b.valueErr(h.ssh.user.field, "Conflicting user", "Host %q sets user both directly (%s) and in its ssh block; keep one.", h.name, at(h.user.rng))
 			}
 		}
 		sshCfg, _ := b.mergeSSH(c.ssh, b.sudoSet, h.ssh, h)
@@ -117,16 +117,16 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 	ip, err := netip.ParseAddr(h.address.v)
 	isIP := err == nil
 	if !isIP && !hostname(h.address.v) {
-		b.errorf(&h.address.rng, "Invalid address", "Host %q has address %s, which is neither an IP address nor a host name.", h.name, h.address.show(h.address.v))
+		b.valueErr(h.address.field, "Invalid address", "Host %q has address %s, which is neither an IP address nor a host name.", h.name, h.address.show(h.address.v))
 		return
 	}
 	if isIP && ip.Zone() != "" {
-		b.errorf(&h.address.rng, "Invalid address", "Host %q has address %s; zoned IPv6 addresses are not supported.", h.name, h.address.show(h.address.v))
+		b.valueErr(h.address.field, "Invalid address", "Host %q has address %s; zoned IPv6 addresses are not supported.", h.name, h.address.show(h.address.v))
 		return
 	}
 	key := fmt.Sprintf("%s port %d", normalizeAddress(h.address.v), host.Port)
 	if prev := byAddr[key]; prev != nil {
-		b.errorf(&h.address.rng, "Duplicate host address", "Host %q has the same address and SSH port (%s) as host %q at %s. Each host needs its own address.", h.name, key, prev.name, at(prev.address.rng))
+		b.valueErr(h.address.field, "Duplicate host address", "Host %q has the same address and SSH port (%s) as host %q at %s. Each host needs its own address.", h.name, key, prev.name, at(prev.address.rng))
 		return
 	}
 	byAddr[key] = h
@@ -136,7 +136,7 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 	if h.internal.set {
 		a, err := netip.ParseAddr(h.internal.v)
 		if err != nil || a.Zone() != "" {
-			b.errorf(&h.internal.rng, "Invalid address", "Host %q has internal_address %s, which is not an IP address.", h.name, h.internal.show(h.internal.v))
+			b.valueErr(h.internal.field, "Invalid address", "Host %q has internal_address %s, which is not an IP address.", h.name, h.internal.show(h.internal.v))
 			return
 		}
 		node, nodeField, isIP = a.Unmap(), h.internal, true
@@ -146,7 +146,7 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 		return
 	}
 	if node.IsUnspecified() || node.IsMulticast() {
-		b.errorf(&nodeField.rng, "Invalid address", "Host %q has address %s, which cannot be a node address.", h.name, node)
+		b.valueErr(nodeField.field, "Invalid address", "Host %q has address %s, which cannot be a node address.", h.name, node)
 		return
 	}
 	for _, r := range []struct {
@@ -154,13 +154,13 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 		p    netip.Prefix
 	}{{"pod_cidr", c.podCIDR}, {"service_cidr", c.serviceCIDR}} {
 		if r.p.IsValid() && r.p.Contains(node) {
-			b.errorf(&nodeField.rng, "Host address inside "+r.name, "Host %q has address %s, inside %s %s. Host, pod and Service addresses must come from separate ranges; change %s.", h.name, node, r.name, r.p, r.name)
+			b.valueErr(nodeField.field, "Host address inside "+r.name, "Host %q has address %s, inside %s %s. Host, pod and Service addresses must come from separate ranges; change %s.", h.name, node, r.name, r.p, r.name)
 		}
 	}
 	// Several hosts may share an SSH address behind port forwards, but not
 	// the address their node advertises.
 	if prev := byNodeAddr[node]; prev != nil && (h.internal.set || prev.internal.set) {
-		b.errorf(&nodeField.rng, "Duplicate node address", "Host %q advertises %s, like host %q. Set a distinct internal_address on each.", h.name, node, prev.name)
+		b.valueErr(nodeField.field, "Duplicate node address", "Host %q advertises %s, like host %q. Set a distinct internal_address on each.", h.name, node, prev.name)
 		return
 	}
 	byNodeAddr[node] = h
@@ -174,7 +174,7 @@ func (b *builder) hostRoles(h *rawHost) []string {
 	known := []string{RoleControlPlane, RoleEtcd, RoleWorker}
 	var roles []string
 	if len(h.roles.v) == 0 {
-		b.errorf(&h.roles.rng, "Host without roles", "Host %q has no roles; give it at least one of %s.", h.name, quoteList(known))
+		b.valueErr(h.roles.field, "Host without roles", "Host %q has no roles; give it at least one of %s.", h.name, quoteList(known))
 		return nil
 	}
 	for i, r := range h.roles.v {
