@@ -192,6 +192,7 @@ func (s *Server) ServeConn(c net.Conn) {
 func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, u User) {
 	var started bool
 	var proc *exec.Cmd
+	exited := make(chan struct{})
 	var mu sync.Mutex
 	for req := range reqs {
 		switch req.Type {
@@ -224,15 +225,24 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, u User) {
 				ch.Close()
 				continue
 			}
+			if err := startCmd(ch, cmd); err != nil {
+				fmt.Fprintf(ch.Stderr(), "testserver: %v\n", err)
+				sendExit(ch, 127)
+				ch.Close()
+				continue
+			}
 			mu.Lock()
 			proc = cmd
 			mu.Unlock()
-			go runCmd(ch, cmd)
+			go func() {
+				waitCmd(ch, cmd)
+				close(exited)
+			}()
 		case "signal":
 			var sig struct{ Name string }
 			ssh.Unmarshal(req.Payload, &sig)
 			mu.Lock()
-			if proc != nil && proc.Process != nil {
+			if proc != nil {
 				proc.Process.Signal(signalByName(sig.Name))
 			}
 			mu.Unlock()
@@ -243,12 +253,16 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, u User) {
 			req.Reply(false, nil)
 		}
 	}
-	// The client closed the channel: end what it started.
+	// The client closed the channel: end what it started, if still running.
 	mu.Lock()
-	if proc != nil && proc.Process != nil {
-		syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
+	defer mu.Unlock()
+	if proc != nil {
+		select {
+		case <-exited:
+		default:
+			syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
+		}
 	}
-	mu.Unlock()
 }
 
 func serveSFTP(ch ssh.Channel) {
@@ -294,26 +308,28 @@ func command(argv []string, u User) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// runCmd wires the channel to the process, waits, and reports its exit.
-func runCmd(ch ssh.Channel, cmd *exec.Cmd) {
-	defer ch.Close()
+// startCmd wires the channel to the process and starts it.
+func startCmd(ch ssh.Channel, cmd *exec.Cmd) error {
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		sendExit(ch, 255)
-		return
+		return err
 	}
 	cmd.Stdout = ch
 	cmd.Stderr = ch.Stderr()
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(ch.Stderr(), "testserver: %v\n", err)
-		sendExit(ch, 127)
-		return
+		return err
 	}
 	go func() {
 		io.Copy(stdin, ch)
 		stdin.Close()
 	}()
-	err = cmd.Wait()
+	return nil
+}
+
+// waitCmd waits for the process and reports its exit on the channel.
+func waitCmd(ch ssh.Channel, cmd *exec.Cmd) {
+	defer ch.Close()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
