@@ -216,9 +216,9 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 	if c.podCIDR.IsValid() && c.serviceCIDR.IsValid() {
 		switch {
 		case c.podCIDR.Addr().Is4() != c.serviceCIDR.Addr().Is4():
-			b.errorf(subjectOr(svc.field, pod.field, blk.DefRange), "Mixed address families", "pod_cidr %s and service_cidr %s must both be IPv4 or both IPv6; dual-stack clusters are not supported.", c.podCIDR, c.serviceCIDR)
+			b.firstFieldErr(blk.DefRange, []field{svc.field, pod.field}, "Mixed address families", "pod_cidr %s and service_cidr %s must both be IPv4 or both IPv6; dual-stack clusters are not supported.", c.podCIDR, c.serviceCIDR)
 		case c.podCIDR.Overlaps(c.serviceCIDR):
-			b.errorf(subjectOr(svc.field, pod.field, blk.DefRange), "Overlapping CIDRs", "pod_cidr %s and service_cidr %s overlap. Pod and Service addresses must come from separate ranges.", c.podCIDR, c.serviceCIDR)
+			b.firstFieldErr(blk.DefRange, []field{svc.field, pod.field}, "Overlapping CIDRs", "pod_cidr %s and service_cidr %s overlap. Pod and Service addresses must come from separate ranges.", c.podCIDR, c.serviceCIDR)
 		}
 	}
 	if c.serviceCIDR.IsValid() {
@@ -228,9 +228,9 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 		}
 		switch {
 		case c.serviceCIDR.Bits() < minBits:
-			b.errorf(subjectOr(svc.field, svc.field, blk.DefRange), "Service CIDR too large", "service_cidr %s is larger than kube-apiserver accepts: the prefix length must be at least /%d.", c.serviceCIDR, minBits)
+			b.firstFieldErr(blk.DefRange, []field{svc.field, svc.field}, "Service CIDR too large", "service_cidr %s is larger than kube-apiserver accepts: the prefix length must be at least /%d.", c.serviceCIDR, minBits)
 		case c.serviceCIDR.Addr().BitLen()-c.serviceCIDR.Bits() < 4:
-			b.errorf(subjectOr(svc.field, svc.field, blk.DefRange), "Service CIDR too small", "service_cidr %s must hold at least 16 addresses: the kubernetes Service, cluster_dns and the Services you create.", c.serviceCIDR)
+			b.firstFieldErr(blk.DefRange, []field{svc.field, svc.field}, "Service CIDR too small", "service_cidr %s must hold at least 16 addresses: the kubernetes Service, cluster_dns and the Services you create.", c.serviceCIDR)
 		}
 	}
 
@@ -283,6 +283,18 @@ func supportedKubernetes() []string {
 		out = append(out, r.Kubernetes)
 	}
 	return out
+}
+
+// firstFieldErr reports an error about the first of fields that was
+// written, or at def when none was.
+func (b *builder) firstFieldErr(def hcl.Range, fields []field, summary, format string, args ...any) {
+	for _, f := range fields {
+		if f.set {
+			b.valueErr(f, summary, format, args...)
+			return
+		}
+	}
+	b.errorf(&def, summary, format, args...)
 }
 
 // subjectOr is the range of the first field that was written, else def.

@@ -159,11 +159,11 @@ func (d *diagWriter) writeSnippet(sn *jsonSnippet) {
 		ms, me := max(hs, ls), min(he, le)
 		marked := ms < me || (hs == he && hs >= ls && hs <= le)
 		if !marked {
-			fmt.Fprintf(d.w, "%4d: %s\n", sn.StartLine+i, line)
+			fmt.Fprintf(d.w, "%4d: %s\n", sn.StartLine+i, strings.TrimSuffix(line, "\r"))
 			ls = le + 1
 			continue
 		}
-		before, mark, after := line[:ms-ls], line[ms-ls:me-ls], line[me-ls:]
+		before, mark, after := line[:ms-ls], line[ms-ls:me-ls], strings.TrimSuffix(line[me-ls:], "\r")
 		if d.color {
 			fmt.Fprintf(d.w, "%4d: %s%s%s\n", sn.StartLine+i, before, d.paint(ansiUnderline, mark), after)
 		} else {
@@ -173,7 +173,7 @@ func (d *diagWriter) writeSnippet(sn *jsonSnippet) {
 				}
 				return ' '
 			}, before)
-			fmt.Fprintf(d.w, "%4d: %s\n      %s%s\n", sn.StartLine+i, line, pad, strings.Repeat("^", max(1, utf8.RuneCountInString(mark))))
+			fmt.Fprintf(d.w, "%4d: %s%s%s\n      %s%s\n", sn.StartLine+i, before, mark, after, pad, strings.Repeat("^", max(1, utf8.RuneCountInString(mark))))
 		}
 		ls = le + 1
 	}

@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/spec"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the spec corpus")
@@ -207,4 +209,41 @@ func TestDiagnosticRendering(t *testing.T) {
 	if sn := js[0].Snippet; sn == nil || sn.Code[sn.HighlightStartOffset:sn.HighlightEndOffset] != "\"1.37\"" || sn.StartLine != 2 || sn.Context != "cluster \"x\"" {
 		t.Errorf("snippet %+v", js[0].Snippet)
 	}
+}
+
+// FuzzRenderDiagnostics renders the diagnostics of arbitrary specs, as
+// text with and without colour and as JSON: the renderer must cope with
+// every range the parser and validator produce.
+func FuzzRenderDiagnostics(f *testing.F) {
+	for _, kind := range []string{"invalid", "warnings"} {
+		files, _ := filepath.Glob(filepath.Join("..", "..", "spec", "testdata", kind, "*", "*.hcl"))
+		for _, name := range files {
+			src, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(src)
+		}
+	}
+	f.Add([]byte("cluster \"x\" {\r\n  kubernetes_version = \"1.0\"\r\n}\r\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		_, diags := spec.Parse(map[string][]byte{"fuzz.hcl": src}, spec.VarInputs{})
+		for _, color := range []bool{false, true} {
+			var out bytes.Buffer
+			w := newDiagWriter(&out, t.TempDir(), color)
+			file, _ := hclsyntax.ParseConfig(src, "fuzz.hcl", hcl.InitialPos)
+			if file == nil {
+				file = &hcl.File{}
+			}
+			file.Bytes = src
+			w.sources["fuzz.hcl"] = file
+			w.write(diags)
+			if len(diags) > 0 && out.Len() == 0 {
+				t.Fatal("diagnostics rendered as nothing")
+			}
+			if _, err := json.Marshal(w.toJSON(diags)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
