@@ -216,6 +216,13 @@ func buildHost(cfg *hostConfig) error {
 			return fmt.Errorf("bind %s on %s: %w", b.Source, b.Target, err)
 		}
 	}
+	// Shared within the host, as systemd makes it on a real machine: the
+	// kubelet and container runtimes rely on mount propagation. The peer
+	// groups are new, so nothing propagates to the workstation or to other
+	// hosts.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make mounts shared: %w", err)
+	}
 	return nil
 }
 

@@ -224,6 +224,7 @@ host "worker-2" {
 			"ip -o -4 addr show dev eth0 | awk '{print $4}'",
 			"test -d /run/sshd && echo run-ok",
 			"stat -c 'mode %a' /tmp /run/lock",
+			"findmnt -n -o PROPAGATION /var/lib/kubelet",
 			"touch /etc/kubernetes/from-" + h.Name + " /var/lib/etcd/x /tmp/x",
 			"ls /etc/kubernetes",
 			"mountpoint -q /sys/fs/cgroup/memory && test -d /sys/fs/cgroup/memory/lab-" + id + "-" + h.Name + "/host && echo cgroup-ok",
@@ -247,7 +248,7 @@ host "worker-2" {
 			"memory:/lab-" + id + "-" + h.Name + "/host\n",
 			"NSpid:\t1\n",
 			h.Address + "/24\n",
-			"run-ok\nmode 1777\nmode 1777\n",
+			"run-ok\nmode 1777\nmode 1777\nshared\n",
 			"from-" + h.Name + "\n",
 			"cgroup-ok\n",
 		} {
