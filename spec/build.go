@@ -209,10 +209,13 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 			c.kubernetesVersion, c.release = v.String(), rel
 		}
 	}
-	c.podCIDR = b.prefix(attrs, "pod_cidr", defaultPodCIDR)
-	c.serviceCIDR = b.prefix(attrs, "service_cidr", defaultServiceCIDR)
 	pod, svc := b.str(attrs, "pod_cidr"), b.str(attrs, "service_cidr")
-	b.podRange = *subjectOr(pod.field, pod.field, blk.DefRange)
+	c.podCIDR = b.prefix(pod, defaultPodCIDR)
+	c.serviceCIDR = b.prefix(svc, defaultServiceCIDR)
+	b.podRange = blk.DefRange
+	if pod.set {
+		b.podRange = pod.rng
+	}
 	if c.podCIDR.IsValid() && c.serviceCIDR.IsValid() {
 		switch {
 		case c.podCIDR.Addr().Is4() != c.serviceCIDR.Addr().Is4():
@@ -228,9 +231,9 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 		}
 		switch {
 		case c.serviceCIDR.Bits() < minBits:
-			b.firstFieldErr(blk.DefRange, []field{svc.field, svc.field}, "Service CIDR too large", "service_cidr %s is larger than kube-apiserver accepts: the prefix length must be at least /%d.", c.serviceCIDR, minBits)
+			b.firstFieldErr(blk.DefRange, []field{svc.field}, "Service CIDR too large", "service_cidr %s is larger than kube-apiserver accepts: the prefix length must be at least /%d.", c.serviceCIDR, minBits)
 		case c.serviceCIDR.Addr().BitLen()-c.serviceCIDR.Bits() < 4:
-			b.firstFieldErr(blk.DefRange, []field{svc.field, svc.field}, "Service CIDR too small", "service_cidr %s must hold at least 16 addresses: the kubernetes Service, cluster_dns and the Services you create.", c.serviceCIDR)
+			b.firstFieldErr(blk.DefRange, []field{svc.field}, "Service CIDR too small", "service_cidr %s must hold at least 16 addresses: the kubernetes Service, cluster_dns and the Services you create.", c.serviceCIDR)
 		}
 	}
 
@@ -297,20 +300,10 @@ func (b *builder) firstFieldErr(def hcl.Range, fields []field, summary, format s
 	b.errorf(&def, summary, format, args...)
 }
 
-// subjectOr is the range of the first field that was written, else def.
-func subjectOr(a, b field, def hcl.Range) *hcl.Range {
-	switch {
-	case a.set:
-		return a.rng.Ptr()
-	case b.set:
-		return b.rng.Ptr()
-	}
-	return def.Ptr()
-}
-
-// prefix decodes a CIDR attribute, or its default.
-func (b *builder) prefix(attrs hcl.Attributes, name, def string) netip.Prefix {
-	f := b.str(attrs, name)
+// prefix checks a CIDR attribute, or returns its default when it is not
+// written.
+func (b *builder) prefix(f strField, def string) netip.Prefix {
+	name := f.name
 	if !f.set {
 		if f.rng.Filename != "" { // written but failed to decode
 			return netip.Prefix{}
