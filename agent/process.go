@@ -147,9 +147,17 @@ func (a *Agent) startWithLimits(cmd *exec.Cmd, l Limits) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
 		return err
 	}
-	want := syscall.Rlimit{Cur: l.NOFILE, Max: l.NOFILE}
+	// Only the soft limit is lowered (never the hard one: lowering it could
+	// not be undone without CAP_SYS_RESOURCE). A hard limit above the
+	// agent's needs that privilege; without it the child gets the agent's
+	// hard limit, with a warning.
+	want := syscall.Rlimit{Cur: l.NOFILE, Max: max(old.Max, l.NOFILE)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		return fmt.Errorf("set nofile limit %d: %w", l.NOFILE, err)
+		want = syscall.Rlimit{Cur: min(l.NOFILE, old.Max), Max: old.Max}
+		a.log.Warn("cannot raise the hard nofile limit; using the agent's", "want", l.NOFILE, "limit", old.Max, "err", err)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			return fmt.Errorf("set nofile limit %d: %w", want.Cur, err)
+		}
 	}
 	err := cmd.Start()
 	if rerr := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); rerr != nil {

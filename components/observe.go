@@ -48,7 +48,9 @@ func Observe(ctx context.Context, h Host, installedJSON []byte) (Installed, []pl
 			case !ok:
 				drift = append(drift, p+" is missing")
 			case got != c.Files[p]:
-				drift = append(drift, p+" was edited")
+				// The new digest makes a second edit a different world, so a
+				// saved plan made between the two is refused.
+				drift = append(drift, p+" was edited (now sha256:"+got[:12]+")")
 			}
 		}
 		objs = append(objs, c.Object(h.Name(), name, drift))
