@@ -159,7 +159,7 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 	}
 	// Several hosts may share an SSH address behind port forwards, but not
 	// the address their node advertises.
-	if prev := byNodeAddr[node]; prev != nil && (h.internal.set || prev.internal.set) {
+	if prev := byNodeAddr[node]; prev != nil {
 		b.valueErr(nodeField.field, "Duplicate node address", "Host %q advertises %s, like host %q. Set a distinct internal_address on each.", h.name, node, prev.name)
 		return
 	}

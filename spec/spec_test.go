@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -513,5 +514,31 @@ func TestRequiredAttributesMustNotBeNull(t *testing.T) {
 		if got := firstError(diags); got != tt.want {
 			t.Errorf("%s: first error %q, want %q (%v)", tt.new, got, tt.want, diags)
 		}
+	}
+}
+
+func TestPortForwardedHostsNeedInternalAddresses(t *testing.T) {
+	hosts := `
+host "a" {
+  address = "127.0.0.1"
+  port    = 2222
+  roles   = ["control-plane", "etcd", "worker"]
+  %s
+}
+host "b" {
+  address = "127.0.0.1"
+  port    = 2200
+  roles   = ["worker"]
+  %s
+}`
+	spec := strings.Replace(minimal, `host "n1" {`, `host "n0" {`, 1)
+	_, diags := parseStrings(map[string]string{"c.hcl": spec + fmt.Sprintf(hosts, "", "")}, VarInputs{})
+	if got := firstError(diags); got != "c.hcl:17 Duplicate node address" {
+		t.Errorf("shared node address: %q", got)
+	}
+	c := mustParse(t, map[string]string{"c.hcl": spec + fmt.Sprintf(hosts, `internal_address = "192.168.56.11"`, `internal_address = "192.168.56.12"`)}, VarInputs{})
+	b, _ := c.Host("b")
+	if b.Address != "127.0.0.1" || b.Port != 2200 || b.NodeAddress().String() != "192.168.56.12" {
+		t.Errorf("host b %+v", b)
 	}
 }
