@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -75,6 +76,7 @@ Subsystem sftp internal-sftp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		killChildren(cmd.Process.Pid)
 		cmd.Process.Kill()
 		cmd.Wait()
 		if t.Failed() {
@@ -89,10 +91,41 @@ Subsystem sftp internal-sftp
 	env.Root = target("root")
 	env.Sudo = target(np.Username)
 	env.SudoPass = target(pw.Username)
-	// Cut kills the per-connection sshd processes (children of ours), as a
-	// host that drops its connections.
+	// Cut drops every packet to and from sshd's port, like a pulled cable:
+	// the client must notice through its keepalives. Without iptables it
+	// kills the per-connection sshd processes (children of ours) instead.
 	env.Cut = func() error { return killChildren(cmd.Process.Pid) }
 	env.Heal = func() error { return nil }
+	if _, err := exec.LookPath("iptables"); err == nil {
+		rules := [][]string{
+			{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(port), "-j", "DROP"},
+			{"INPUT", "-i", "lo", "-p", "tcp", "--sport", strconv.Itoa(port), "-j", "DROP"},
+		}
+		var cut bool
+		env.Heal = func() error {
+			if !cut {
+				return nil
+			}
+			cut = false
+			var errs []error
+			for _, r := range rules {
+				if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("iptables -D: %v: %s", err, out))
+				}
+			}
+			return errors.Join(errs...)
+		}
+		env.Cut = func() error {
+			cut = true
+			for _, r := range rules {
+				if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+					return fmt.Errorf("iptables -I: %v: %s", err, out)
+				}
+			}
+			return nil
+		}
+		t.Cleanup(func() { env.Heal() })
+	}
 	env.Unreachable = blackhole(t)
 	RunConformance(t, env)
 }
