@@ -85,7 +85,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newInitCmd(g),
 		newAgentCmd(),
 		newLabCmd(),
-		newLabCmd(),
 	)
 	_ = g
 	root.SetArgs(normalizeArgs(args))
