@@ -162,6 +162,9 @@ func handshake(ctx context.Context, conn net.Conn, hop endpoint) (*ssh.Client, s
 				ErrHostKeyChanged, hop.name, strings.Join(neg.RequestedAlgorithms, ", "), known[0].Key.Type(), known[0].Filename, known[0].Line)
 		}
 		return nil, "handshake", err
+	case strings.Contains(err.Error(), "Too many authentication failures"):
+		return nil, "auth", fmt.Errorf("%w: user %q: the host gave up after too many keys were offered (%d); name the right key in identity_files",
+			ErrAuth, hop.user, len(keys))
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		var fps []string
 		for _, k := range keys {

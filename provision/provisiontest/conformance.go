@@ -38,27 +38,38 @@ import (
 // Target is one SSH login the suite uses.
 type Target struct {
 	Addr         string        // host:port as dialled (for Behind: as seen from the bastion)
-	User         string        // login user
+	User         string        // login user; its account must not be locked (OpenSSH refuses key logins then)
 	IdentityFile string        // unencrypted private key file the target accepts
-	HostKey      ssh.PublicKey // the target's host key (the one it offers an ed25519-first client)
+	HostKey      ssh.PublicKey // the key the target offers a client preferring ed25519 (give sshd an ed25519 host key)
 }
 
-// Env is what the suite runs against. Zero Targets skip the tests that need
-// them, with a message saying so.
+// Env is what the suite runs against. Zero Targets (and a nil Cut, an empty
+// Unreachable) skip the tests that need them, saying so.
+//
+// The targets need sh, sha256sum, GNU or busybox stat, id, ls, nproc,
+// uname, sleep, base64 and an sftp-server (the sftp subsystem, and for the
+// sudo users one of the usual sftp-server paths).
 type Env struct {
 	Root         Target // root login
-	Sudo         Target // non-root user with passwordless sudo
-	SudoPass     Target // non-root user whose sudo needs SudoPassword
+	Sudo         Target // non-root user with passwordless sudo (NOPASSWD: ALL)
+	SudoPass     Target // non-root user whose sudo (ALL) needs SudoPassword
 	SudoPassword string
-	Bastion      Target       // a jump host
-	Behind       Target       // reachable only through Bastion
-	Unreachable  string       // host:port that never answers (SYNs dropped), for the timeout test
-	Cut          func() error // drop Root's network link / connections (mid-upload test)
-	Heal         func() error // restore it
-	TempDir      string       // a folder on the targets where the suite may write
+	Bastion      Target // a jump host that allows TCP forwarding
+	Behind       Target // reachable only through Bastion: a direct dial must fail within 2 s
+	Unreachable  string // host:port whose SYNs are dropped (not refused), for the timeout test
+	// Cut drops Root's network link or connections; it is called from an
+	// upload's progress callback, so it must return promptly. Heal undoes
+	// it; afterwards Root must accept connections again within 10 s.
+	Cut  func() error
+	Heal func() error
+	// TempDir is a folder on every target where the suite may write; the
+	// non-root users must be able to enter it (0755 or 1777).
+	TempDir string
 }
 
-// RunConformance runs the provision conformance suite against env.
+// RunConformance runs the provision conformance suite against env. The
+// calling test must not be parallel: the suite sets environment variables
+// (the sudo password and key passphrase travel that way, as for users).
 func RunConformance(t *testing.T, env Env) {
 	if env.Root.Addr == "" {
 		t.Fatal("provisiontest: Env.Root is required")
