@@ -80,16 +80,20 @@ type Agent struct {
 	comps    map[string]*component
 	unitErrs map[string]string // components with a current link but no usable unit and no process
 
-	wg       sync.WaitGroup // component goroutines
-	ctx      context.Context
-	shutdown context.CancelFunc
-	info     *AgentInfo
+	wg sync.WaitGroup // component goroutines
+	// registered is closed once the first reload has registered the
+	// components, so that no request sees an agent without them.
+	registered     chan struct{}
+	registeredOnce sync.Once
+	ctx            context.Context
+	shutdown       context.CancelFunc
+	info           *AgentInfo
 }
 
 // New returns an agent; Run starts it.
 func New(opt Options) *Agent {
 	opt.setDefaults()
-	return &Agent{opt: opt, log: opt.Logger, comps: map[string]*component{}, unitErrs: map[string]string{}}
+	return &Agent{opt: opt, log: opt.Logger, comps: map[string]*component{}, unitErrs: map[string]string{}, registered: make(chan struct{})}
 }
 
 // Run supervises until ctx ends or a shutdown request arrives. It leaves
@@ -249,6 +253,8 @@ func (a *Agent) unready(names []string) []string {
 func (a *Agent) Reload(ctx context.Context) ([]Change, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	markRegistered := func() { a.registeredOnce.Do(func() { close(a.registered) }) }
+	defer markRegistered()
 	p := a.opt.Paths
 	units, unitErrs, err := ScanComponents(p)
 	if err != nil {
@@ -352,6 +358,7 @@ func (a *Agent) Reload(ctx context.Context) ([]Change, error) {
 		}
 	}
 	a.mu.Unlock()
+	markRegistered()
 
 	changes := make([]Change, len(jobs))
 	var wg sync.WaitGroup
@@ -585,6 +592,11 @@ func (a *Agent) serveConn(ctx context.Context, conn net.Conn) {
 
 func (a *Agent) handle(ctx context.Context, r Request) Response {
 	fail := func(err error) Response { return Response{Error: err.Error()} }
+	select {
+	case <-a.registered:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
 	needName := func() error {
 		if r.Name == "" {
 			return fmt.Errorf("%s needs a component name", r.Op)

@@ -514,6 +514,9 @@ func (a *Agent) newComponent(res Resolved) *component {
 			c.lastExit = &ExitInfo{Time: time.Now().UTC(), Code: -1, Reason: "exited while no agent was watching"}
 		}
 	}
+	if c.proc == nil && c.stopped {
+		c.phase = phaseStopped
+	}
 	c.publish()
 	return c
 }
