@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -95,15 +97,19 @@ type Unit struct {
 // Health is a component's health probe. A failing probe is reported, it does
 // not restart the component: apply's health gate decides what to do.
 type Health struct {
-	Type     string   `json:"type"`              // https, http, tcp, exec, none
-	URL      string   `json:"url,omitempty"`     // https, http
-	Address  string   `json:"address,omitempty"` // tcp: host:port
-	CAFile   string   `json:"ca_file,omitempty"` // https: CA to verify the server; system roots if empty
-	CertFile string   `json:"cert_file,omitempty"`
-	KeyFile  string   `json:"key_file,omitempty"`
-	Command  []string `json:"command,omitempty"`  // exec: argv, absolute program path
-	Interval Duration `json:"interval,omitempty"` // between probes; 2s by default
-	Timeout  Duration `json:"timeout,omitempty"`  // per probe; 2s by default
+	Type    string `json:"type"`              // https, http, tcp, exec, none
+	URL     string `json:"url,omitempty"`     // https, http
+	Address string `json:"address,omitempty"` // tcp: host:port
+	CAFile  string `json:"ca_file,omitempty"` // https: CA to verify the server; system roots if empty
+	// InsecureLoopback skips verifying the server certificate; allowed only
+	// for loopback URLs, for components that serve health on 127.0.0.1
+	// with a self-signed certificate (controller-manager, scheduler).
+	InsecureLoopback bool     `json:"insecure_loopback,omitempty"`
+	CertFile         string   `json:"cert_file,omitempty"`
+	KeyFile          string   `json:"key_file,omitempty"`
+	Command          []string `json:"command,omitempty"`  // exec: argv, absolute program path
+	Interval         Duration `json:"interval,omitempty"` // between probes; 2s by default
+	Timeout          Duration `json:"timeout,omitempty"`  // per probe; 2s by default
 }
 
 // Limits are resource limits set on the component's process.
@@ -243,8 +249,11 @@ func (h Health) validate() error {
 		if (h.CertFile == "") != (h.KeyFile == "") {
 			return errors.New("cert_file and key_file go together")
 		}
-		if h.Type == HealthHTTP && (h.CAFile != "" || h.CertFile != "") {
-			return errors.New("ca_file, cert_file and key_file need type https")
+		if h.Type == HealthHTTP && (h.CAFile != "" || h.CertFile != "" || h.InsecureLoopback) {
+			return errors.New("ca_file, cert_file, key_file and insecure_loopback need type https")
+		}
+		if h.InsecureLoopback && !loopbackURL(h.URL) {
+			return fmt.Errorf("insecure_loopback is allowed only for a loopback URL, not %q", h.URL)
 		}
 	case HealthTCP:
 		if h.Address == "" {
@@ -434,4 +443,18 @@ func ScanComponents(p Paths) (map[string]Resolved, map[string]error, error) {
 		units[name] = r
 	}
 	return units, errs, nil
+}
+
+// loopbackURL reports whether u names 127.0.0.0/8, ::1 or localhost.
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := pu.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

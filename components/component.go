@@ -8,7 +8,6 @@ package components
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
@@ -90,11 +89,11 @@ type Dir struct {
 // GenerationFiles returns the generation's files, unit.json included, in
 // path order.
 func (d Desired) GenerationFiles() ([]File, error) {
-	unit, err := json.MarshalIndent(d.Unit, "", "  ")
+	unit, err := agent.EncodeUnit(d.Unit) // validates it, so a bad unit never reaches a host
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: render unit: %w", d.Component, d.Host, err)
 	}
-	files := append(slices.Clone(d.Config), File{Path: agent.UnitFile, Data: append(unit, '\n'), Mode: 0o644})
+	files := append(slices.Clone(d.Config), File{Path: agent.UnitFile, Data: unit, Mode: 0o644})
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
 }
@@ -141,12 +140,21 @@ func (d Desired) Object() (plan.Object, error) {
 	return o, nil
 }
 
-// argAttrs turns "--flag=value" arguments into attributes named "--flag".
+// argAttrs turns "--flag=value" arguments into attributes named "--flag";
+// positional arguments (a subcommand) become one attribute "command".
 func argAttrs(args []string) []plan.Attr {
 	var out []plan.Attr
+	var positional []string
 	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			positional = append(positional, a)
+			continue
+		}
 		name, value, _ := strings.Cut(a, "=")
 		out = append(out, plan.Attr{Name: name, Value: value})
+	}
+	if len(positional) > 0 {
+		out = append([]plan.Attr{{Name: "command", Value: strings.Join(positional, " ")}}, out...)
 	}
 	return out
 }

@@ -245,7 +245,7 @@ func controllerManager(in Input, h spec.Host) (Desired, error) {
 			Exec: arts[0].Dest,
 			Args: mergeArgs(args, in.extraArgs(bundle.KubeControllerManager)),
 			// It serves /healthz with a self-signed certificate on loopback.
-			Health: agent.Health{Type: agent.HealthTCP, Address: "127.0.0.1:" + itoa(ControllerMgrPort)},
+			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", ControllerMgrPort) + "/healthz", InsecureLoopback: true},
 		},
 	}, nil
 }
@@ -277,9 +277,10 @@ func scheduler(in Input, h spec.Host) (Desired, error) {
 		Artifacts: arts, Shared: []File{kc},
 		Unit: agent.Unit{
 			Name: bundle.KubeScheduler, Version: version,
-			Exec:   arts[0].Dest,
-			Args:   mergeArgs(args, in.extraArgs(bundle.KubeScheduler)),
-			Health: agent.Health{Type: agent.HealthTCP, Address: "127.0.0.1:" + itoa(SchedulerPort)},
+			Exec: arts[0].Dest,
+			Args: mergeArgs(args, in.extraArgs(bundle.KubeScheduler)),
+			// Like the controller-manager: /healthz, self-signed, loopback only.
+			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", SchedulerPort) + "/healthz", InsecureLoopback: true},
 		},
 	}, nil
 }
