@@ -238,13 +238,38 @@ type Result struct {
 }
 
 // Run runs cmd. A command that exits non-zero returns its Result and an
-// error wrapping *ExitError.
+// error wrapping *ExitError. Cancelling ctx sends the command SIGTERM and
+// closes its channel; servers that ignore signal requests (OpenSSH without
+// privilege separation) let it run to its end.
 func (c *Client) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	res, err := c.run(ctx, cmd, !cmd.AsLoginUser)
 	if err != nil {
 		return res, c.fail("run "+shortCmd(cmd.Line), err)
 	}
 	return res, nil
+}
+
+// newSession opens a session channel. OpenSSH frees a closed session's
+// slot only on its next loop turn, so a burst of short commands can briefly
+// meet MaxSessions ("open failed"); such refusals are retried for a while.
+func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
+	delay := 5 * time.Millisecond
+	for try := 1; ; try++ {
+		sess, err := c.ssh.NewSession()
+		var oce *ssh.OpenChannelError
+		if err == nil || !errors.As(err, &oce) || oce.Reason != ssh.ConnectionFailed || try == 12 {
+			if err != nil {
+				return nil, fmt.Errorf("open channel: %w", err)
+			}
+			return sess, nil
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
 }
 
 // Output runs a command line on h and returns its standard output.
@@ -271,9 +296,9 @@ func (c *Client) run(ctx context.Context, cmd Cmd, privileged bool) (Result, err
 	case <-ctx.Done():
 		return Result{ExitCode: -1}, ctx.Err()
 	}
-	sess, err := c.ssh.NewSession()
+	sess, err := c.newSession(ctx)
 	if err != nil {
-		return Result{ExitCode: -1}, fmt.Errorf("open channel: %w", err)
+		return Result{ExitCode: -1}, err
 	}
 	defer sess.Close()
 

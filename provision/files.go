@@ -85,9 +85,9 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 		c.sftp = cl
 		return cl, nil
 	}
-	sess, err := c.ssh.NewSession()
+	sess, err := c.newSession(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("open sftp channel: %w", err)
+		return nil, fmt.Errorf("sftp: %w", err)
 	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {
