@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 // Session is one plan or apply against a cluster: the spec, the local
 // state folder, the artifact cache and open connections to the hosts.
 type Session struct {
+	Dir         string // the spec folder
 	Cluster     *spec.Cluster
 	Store       *state.FileStore
 	Cache       *bundle.Cache
@@ -102,54 +102,45 @@ type World struct {
 	Objects   []plan.Object
 	Platforms map[string]bundle.Platform
 	Lab       map[string]components.LabHost
+	Facts     map[string]provision.Facts
 	Digests   map[string]string // per host, for the plan fingerprint
 }
 
-// observeScript prints, in one round trip, the machine architecture, the
-// lab marker and installed.json, each base64-encoded on its own line.
-const observeScript = `uname -m; ` +
-	`for f in /etc/clusterctl/lab-host.json /etc/clusterctl/installed.json; do ` +
-	`if [ -f "$f" ]; then base64 -w0 "$f"; fi; echo; done`
-
-// Observe reads every host's installed components and checks them for
-// drift, in parallel.
+// Observe reads every host's facts (one round trip: architecture, cgroup
+// version, init system, capabilities, tools, the lab marker and
+// installed.json) and checks its installed components for drift, in
+// parallel.
 func (s *Session) Observe(ctx context.Context) (World, error) {
 	w := World{Installed: map[string]components.Installed{}, Platforms: map[string]bundle.Platform{},
-		Lab: map[string]components.LabHost{}, Digests: map[string]string{}}
+		Lab: map[string]components.LabHost{}, Facts: map[string]provision.Facts{}, Digests: map[string]string{}}
 	var mu sync.Mutex
 	err := s.forEachHost(ctx, s.Cluster.Hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
-		out, err := ch.Run(ctx, observeScript)
+		cl, ok := s.Client(h.Name)
+		if !ok {
+			return errors.New("not connected")
+		}
+		f, err := cl.Facts(ctx)
 		if err != nil {
 			return fmt.Errorf("read host facts: %w", err)
 		}
-		lines := strings.Split(string(out), "\n")
-		for len(lines) < 3 {
-			lines = append(lines, "")
-		}
-		arch, err := goArch(strings.TrimSpace(lines[0]))
+		arch, err := goArch(f.Machine)
 		if err != nil {
 			return err
 		}
-		labJSON, err := decodeB64(lines[1])
-		if err != nil {
-			return fmt.Errorf("read /etc/clusterctl/lab-host.json: %w", err)
-		}
-		instJSON, err := decodeB64(lines[2])
-		if err != nil {
-			return fmt.Errorf("read %s: %w", components.InstalledFile, err)
-		}
-		inst, objs, err := components.Observe(ctx, ch, instJSON)
+		inst, objs, err := components.Observe(ctx, ch, f.Installed)
 		if err != nil {
 			return err
 		}
 		var lab components.LabHost
-		if len(labJSON) > 0 {
-			if err := json.Unmarshal(labJSON, &lab); err != nil {
+		if len(f.LabHost) > 0 {
+			if err := json.Unmarshal(f.LabHost, &lab); err != nil {
 				return fmt.Errorf("read /etc/clusterctl/lab-host.json: %w", err)
 			}
 		}
 		d := sha256.New()
-		fmt.Fprintf(d, "%s\n%s\n%s\n", arch, labJSON, instJSON)
+		fmt.Fprintf(d, "%s\n%s\n%s\n", arch, f.LabHost, f.Installed)
+		// The facts the node components are configured from.
+		fmt.Fprintf(d, "cgroup=%d systemd=%t swap=%t capeff=%x tools=%v\n", f.CgroupVersion, f.SystemdPID1, f.SwapOn, f.CapEff, slices.Sorted(maps.Keys(f.Tools)))
 		for _, o := range objs {
 			fmt.Fprintf(d, "%s drift=%q\n", o.Address(), o.Drift)
 		}
@@ -158,7 +149,8 @@ func (s *Session) Observe(ctx context.Context) (World, error) {
 		w.Installed[h.Name] = inst
 		w.Objects = append(w.Objects, objs...)
 		w.Platforms[h.Name] = bundle.Platform{OS: "linux", Arch: arch}
-		if len(labJSON) > 0 {
+		w.Facts[h.Name] = f
+		if len(f.LabHost) > 0 {
 			w.Lab[h.Name] = lab
 		}
 		w.Digests[h.Name] = "sha256:" + hex.EncodeToString(d.Sum(nil))
@@ -291,6 +283,11 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Hosts that lack what the node components need fail the plan before
+	// anything (the local PKI included) is written.
+	if err := components.Preflight(components.Input{Cluster: s.Cluster, Facts: world.Facts, Installed: world.Installed}); err != nil {
+		return nil, err
+	}
 	table, err := pki.NewTable(PKICluster(s.Cluster))
 	if err != nil {
 		return nil, err
@@ -307,7 +304,7 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	in := components.Input{Cluster: s.Cluster, PKI: pkiView{r: store, t: table}, Cache: s.Cache,
-		Platforms: world.Platforms, Lab: world.Lab}
+		Platforms: world.Platforms, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed}
 	desired, err := components.DesiredAll(in)
 	if err != nil {
 		return nil, err
@@ -418,6 +415,9 @@ func certChanges(r pki.Report) []plan.Change {
 func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
 	h := sha256.New()
 	for _, f := range s.Cluster.Files() {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(s.Dir, f)
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return plan.Fingerprint{}, fmt.Errorf("fingerprint the spec: %w", err)
@@ -437,12 +437,4 @@ func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
 		fp.StateLineage, fp.StateSerial = st.Lineage, st.Serial
 	}
 	return fp, nil
-}
-
-func decodeB64(s string) ([]byte, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	return base64Decode(s)
 }

@@ -1,9 +1,6 @@
 package apply
 
-import (
-	"encoding/base64"
-	"strings"
-)
+import "strings"
 
 // tailLines returns the last n lines of s.
 func tailLines(s string, n int) string {
@@ -13,5 +10,3 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

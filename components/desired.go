@@ -22,6 +22,14 @@ func renderer(component string) func(Input, spec.Host) (Desired, error) {
 		return controllerManager
 	case bundle.KubeScheduler:
 		return scheduler
+	case bundle.Containerd:
+		return containerd
+	case bundle.CNI:
+		return cni
+	case bundle.Kubelet:
+		return kubelet
+	case bundle.KubeProxy:
+		return kubeProxy
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/pki"
+	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
 )
 
@@ -31,6 +32,12 @@ type Input struct {
 	Platforms map[string]bundle.Platform
 	// Lab holds the lab marker of hosts that are clusterctl lab hosts.
 	Lab map[string]LabHost
+	// Facts of each host: cgroup version, init system, capabilities, swap
+	// and tools decide how the node components are configured.
+	Facts map[string]provision.Facts
+	// Installed is what each host's installed.json says; allocations made
+	// earlier (a node's pod CIDR) are kept from it.
+	Installed map[string]Installed
 }
 
 // LabHost is what a lab host's /etc/clusterctl/lab-host.json says. Only

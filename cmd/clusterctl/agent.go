@@ -38,6 +38,7 @@ func newAgentCmd() *cobra.Command {
 		newAgentInstallUnitCmd(&paths),
 		newAgentCtlCmd(&paths),
 	)
+	cmd.AddCommand(newAgentNodeCmds()...)
 	return cmd
 }
 

@@ -1,0 +1,120 @@
+package components
+
+import (
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/provision"
+	"github.com/clusterctl/clusterctl/spec"
+	"github.com/clusterctl/clusterctl/templates"
+)
+
+// containerdConfig is what templates/containerd-config.toml.tmpl needs.
+type containerdConfig struct {
+	Host                string
+	Root, State, Socket string
+	SandboxImage        string
+	ShimPath, RuncPath  string
+	SystemdCgroup       bool
+	RestrictOOMScoreAdj bool
+	CNIBinDir           string
+	CNIConfDir          string
+}
+
+// bundledImages are the image archives every node imports: the pause
+// image (the pod sandbox) and the test image.
+func (in Input) bundledImages(host string) ([]Artifact, error) {
+	var out []Artifact
+	for _, img := range []struct{ component, file string }{
+		{bundle.PauseImage, "pause.tar"},
+		{bundle.EchoImage, "echo.tar"},
+	} {
+		v, _ := in.Cluster.Release().Version(img.component)
+		a, err := artifacts(in.Cache, in.platform(host), img.component, v, img.file)
+		if err != nil {
+			return nil, err
+		}
+		a[0].Mode = 0o644
+		out = append(out, a...)
+	}
+	return out, nil
+}
+
+// containerd renders containerd with runc from the bundle: the CRI plugin
+// with the bundled pause image as sandbox, the CNI folders the cni
+// component fills, the cgroup driver the kubelet uses, and OOM score
+// adjustments restricted where the host cannot lower them. Its health
+// probe (`clusterctl agent containerd-images`) imports the bundled images
+// through the containerd client and passes once they are all there.
+func containerd(in Input, h spec.Host) (Desired, error) {
+	f, err := in.facts(h.Name)
+	if err != nil {
+		return Desired{}, err
+	}
+	version := in.version(bundle.Containerd)
+	p := in.platform(h.Name)
+	arts, err := artifacts(in.Cache, p, bundle.Containerd, version, "containerd", "containerd-shim-runc-v2", "ctr")
+	if err != nil {
+		return Desired{}, err
+	}
+	runcVersion, _ := in.Cluster.Release().Version(bundle.Runc)
+	runc, err := artifacts(in.Cache, p, bundle.Runc, runcVersion, "runc")
+	if err != nil {
+		return Desired{}, err
+	}
+	images, err := in.bundledImages(h.Name)
+	if err != nil {
+		return Desired{}, err
+	}
+	pauseVersion, _ := in.Cluster.Release().Version(bundle.PauseImage)
+	cfg := containerdConfig{
+		Host: h.Name, Root: ContainerdRoot, State: ContainerdState, Socket: ContainerdSocket,
+		SandboxImage:        bundle.PauseImageRepo + ":" + pauseVersion,
+		ShimPath:            arts[1].Dest,
+		RuncPath:            runc[0].Dest,
+		SystemdCgroup:       systemdCgroups(f),
+		RestrictOOMScoreAdj: !f.HasCap(provision.CapSysResource),
+		CNIBinDir:           CNIBinDir,
+		CNIConfDir:          CNIConfDir,
+	}
+	toml, err := templates.Render(templates.ContainerdConfig, cfg)
+	if err != nil {
+		return Desired{}, fmt.Errorf("containerd on %s: %w", h.Name, err)
+	}
+	probe := []string{AgentBinary, "agent", "containerd-images", "--socket=" + ContainerdSocket}
+	for _, img := range images {
+		probe = append(probe, "--archive="+img.Dest+"="+img.SHA256)
+	}
+	unit := agent.Unit{
+		Name: bundle.Containerd, Version: version,
+		Exec: arts[0].Dest,
+		Args: mergeArgs(map[string]string{"config": "config.toml"}, in.extraArgs(bundle.Containerd)),
+		// ctr and the shim find runc and each other on PATH.
+		Env: map[string]string{"PATH": path.Dir(arts[0].Dest) + ":" + path.Dir(runc[0].Dest) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Health: agent.Health{
+			Type: agent.HealthExec, Command: probe,
+			Interval: agent.Duration(2 * time.Second),
+			// The first probe imports the images.
+			Timeout: agent.Duration(60 * time.Second),
+		},
+		// Containers live in the shims, which containerd starts in their own
+		// process groups: stopping containerd leaves pods running.
+		StopTimeout: agent.Duration(30 * time.Second),
+		Limits:      agent.Limits{NOFILE: 1048576},
+	}
+	if f.HasCap(provision.CapSysResource) {
+		unit.OOMScoreAdj = ptr(-999)
+	}
+	return Desired{
+		Component: bundle.Containerd, Host: h.Name, Address: advertiseAddress(h), Version: version,
+		Artifacts: append(append(arts, runc...), images...),
+		Config:    []File{{Path: "config.toml", Data: toml, Mode: 0o644}},
+		Dirs:      []Dir{{Path: ContainerdRoot, Mode: 0o711}},
+		Unit:      unit,
+	}, nil
+}
+
+func ptr[T any](v T) *T { return &v }
