@@ -89,6 +89,9 @@ type Dir struct {
 // GenerationFiles returns the generation's files, unit.json included, in
 // path order.
 func (d Desired) GenerationFiles() ([]File, error) {
+	if d.Component == AgentComponent {
+		return nil, nil // the agent is a binary, not a unit it supervises
+	}
 	unit, err := agent.EncodeUnit(d.Unit) // validates it, so a bad unit never reaches a host
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: render unit: %w", d.Component, d.Host, err)
