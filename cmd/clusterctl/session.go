@@ -50,7 +50,7 @@ func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr
 	if dir := c.Artifacts().Dir; dir != "" {
 		cache = &bundle.Cache{Root: dir}
 	}
-	s := &apply.Session{Cluster: c, Store: o.store(g), Cache: cache, Parallelism: o.parallelism,
+	s := &apply.Session{Dir: g.chdir, Cluster: c, Store: o.store(g), Cache: cache, Parallelism: o.parallelism,
 		GateTimeout: o.gateTimeout, Log: log}
 	fmt.Fprintf(log, "Connecting to %d hosts ...\n", len(c.Hosts()))
 	if err := s.Open(ctx); err != nil {
