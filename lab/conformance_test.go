@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 // OpenSSH on lab hosts: root on cp-1, two sudo users, behind-1 reachable
 // only through cp-1, worker-1's port 22 black-holed, cp-1's link cut.
 func TestProvisionConformance(t *testing.T) {
-	l := upLab(t, Options{ControlPlanes: 1, Workers: 1, Subnet: netip.MustParsePrefix("10.201.10.0/24"), Bastion: "cp-1"})
+	l := upLab(t, Options{ControlPlanes: 1, Workers: 1, Bastion: "cp-1"})
 	ctx := context.Background()
 	byName := map[string]Host{}
 	for _, h := range l.Hosts() {

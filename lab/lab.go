@@ -217,7 +217,7 @@ func preflight(s *State, o Options) error {
 	if _, err := sshdPath(); err != nil {
 		return err
 	}
-	return checkSubnetFree(netip.MustParsePrefix(s.Subnet))
+	return checkSubnetFree(netip.MustParsePrefix(s.Subnet), "")
 }
 
 // sshdPath finds OpenSSH's sshd, which must be run by absolute path.
@@ -366,6 +366,11 @@ func (l *Lab) makeNetwork(ctx context.Context) error {
 		return err
 	}
 	prefix := netip.MustParsePrefix(s.BridgeAddress)
+	// A lab started at the same moment may have passed the same preflight
+	// check; now that the bridge has its address, one of them sees the other.
+	if err := checkSubnetFree(prefix.Masked(), s.Bridge); err != nil {
+		return err
+	}
 	for _, h := range s.Hosts {
 		if h.Bastion != "" {
 			b := s.host(h.Bastion)

@@ -3,7 +3,9 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -53,9 +55,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// upLab makes a lab in a fresh folder on a test subnet (10.201.x.0/24, so a
-// user's lab on the default subnet is left alone) and removes it when the
-// test ends, passed or not.
+// upLab makes a lab in a fresh folder on a random free subnet of
+// 10.201.0.0/16 (so a user's lab on the default subnet is left alone, and
+// labs of tests running at the same time do not collide) and removes it when
+// the test ends, passed or not.
 func upLab(t *testing.T, o Options) *Lab {
 	t.Helper()
 	needRoot(t)
@@ -66,16 +69,44 @@ func upLab(t *testing.T, o Options) *Lab {
 		o.Self = testSelf(t)
 	}
 	o.Progress = testWriter{t}
-	l, err := Up(context.Background(), o)
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := Down(context.Background(), o.Dir, testWriter{t}); err != nil {
-			t.Errorf("lab down: %v", err)
+	for attempt := 1; ; attempt++ {
+		o.Subnet = freeSubnet(t)
+		l, err := Up(context.Background(), o)
+		if errors.Is(err, ErrSubnetInUse) && attempt < 5 {
+			continue // taken since freeSubnet looked
 		}
-	})
-	return l
+		if err != nil {
+			t.Fatalf("lab up: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := Down(context.Background(), o.Dir, testWriter{t}); err != nil {
+				t.Errorf("lab down: %v", err)
+			}
+		})
+		return l
+	}
+}
+
+// freeSubnet picks a random /24 of 10.201.0.0/16 that no interface uses.
+func freeSubnet(t *testing.T) netip.Prefix {
+	t.Helper()
+	for range 100 {
+		b := make([]byte, 1)
+		rand.Read(b)
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 201, b[0], 0}), 24)
+		if checkSubnetFree(p, "") == nil {
+			return p
+		}
+	}
+	t.Fatal("no free /24 in 10.201.0.0/16")
+	return netip.Prefix{}
+}
+
+// nth is the address n above the subnet's network address.
+func nth(p netip.Prefix, n int) string {
+	a := p.Addr().As4()
+	a[3] += byte(n)
+	return netip.AddrFrom4(a).String()
 }
 
 // sshArgs are the real OpenSSH client's options for a lab: only the lab's
@@ -175,8 +206,9 @@ func TestUpSSHDown(t *testing.T) {
 	needRoot(t)
 	before := mountpointsNow()
 	dir := filepath.Join(t.TempDir(), "lab")
-	l := upLab(t, Options{Dir: dir, ControlPlanes: 1, Workers: 2, Subnet: netip.MustParsePrefix("10.201.1.0/24")})
+	l := upLab(t, Options{Dir: dir, ControlPlanes: 1, Workers: 2})
 	id := l.ID()
+	subnet := netip.MustParsePrefix(l.state.Subnet)
 
 	// lab.hcl: the agreed shape, canonical hcl.
 	spec, err := os.ReadFile(l.SpecPath())
@@ -184,7 +216,7 @@ func TestUpSSHDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body, _ := strings.Cut(string(spec), "\n")
-	want := `ssh {
+	want := fmt.Sprintf(`ssh {
   user             = "root"
   identity_files   = ["id_ed25519"]
   known_hosts_file = "known_hosts"
@@ -192,20 +224,20 @@ func TestUpSSHDown(t *testing.T) {
 }
 
 host "cp-1" {
-  address = "10.201.1.11"
+  address = "%s"
   roles   = ["control-plane", "etcd"]
 }
 
 host "worker-1" {
-  address = "10.201.1.12"
+  address = "%s"
   roles   = ["worker"]
 }
 
 host "worker-2" {
-  address = "10.201.1.13"
+  address = "%s"
   roles   = ["worker"]
 }
-`
+`, nth(subnet, 11), nth(subnet, 12), nth(subnet, 13))
 	if body != want {
 		t.Errorf("lab.hcl body:\n%s\nwant:\n%s", body, want)
 	}
@@ -271,7 +303,7 @@ host "worker-2" {
 	// known_hosts it refuses.
 	empty := filepath.Join(t.TempDir(), "empty_known_hosts")
 	os.WriteFile(empty, nil, 0o600)
-	if _, err := sshRun(l, "10.201.1.11", "true", "-o", "UserKnownHostsFile="+empty); err == nil {
+	if _, err := sshRun(l, nth(subnet, 11), "true", "-o", "UserKnownHostsFile="+empty); err == nil {
 		t.Error("ssh with an empty known_hosts and strict checking succeeded")
 	}
 
@@ -311,7 +343,7 @@ host "worker-2" {
 }
 
 func TestFaults(t *testing.T) {
-	l := upLab(t, Options{ControlPlanes: 1, Workers: 1, Subnet: netip.MustParsePrefix("10.201.2.0/24")})
+	l := upLab(t, Options{ControlPlanes: 1, Workers: 1})
 	ctx := context.Background()
 	cp := l.Hosts()[0]
 	status := func(name string) HostStatus {
@@ -385,10 +417,10 @@ func TestFaults(t *testing.T) {
 }
 
 func TestBastion(t *testing.T) {
-	l := upLab(t, Options{ControlPlanes: 1, Workers: 1, Subnet: netip.MustParsePrefix("10.201.3.0/24"), Bastion: "cp-1"})
+	l := upLab(t, Options{ControlPlanes: 1, Workers: 1, Bastion: "cp-1"})
 	hosts := l.Hosts()
 	behind := hosts[len(hosts)-1]
-	if behind.Name != "behind-1" || behind.Bastion != "cp-1" || behind.Address != "10.201.3.254" {
+	if behind.Name != "behind-1" || behind.Bastion != "cp-1" || behind.Address != nth(netip.MustParsePrefix(l.state.Subnet), 254) {
 		t.Fatalf("hidden host: %+v", behind)
 	}
 	spec, _ := os.ReadFile(l.SpecPath())
@@ -424,7 +456,7 @@ func TestUpFailureCleansUp(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "lab")
 	var progress bytes.Buffer
 	// An init that exits at once: the hosts never become ready.
-	_, err := Up(context.Background(), Options{Dir: dir, ControlPlanes: 1, Workers: 1, Subnet: netip.MustParsePrefix("10.201.4.0/24"), Self: []string{"/bin/false"}, Progress: &progress})
+	_, err := Up(context.Background(), Options{Dir: dir, ControlPlanes: 1, Workers: 1, Subnet: freeSubnet(t), Self: []string{"/bin/false"}, Progress: &progress})
 	if err == nil {
 		Down(context.Background(), dir, nil)
 		t.Fatal("lab up with a failing init succeeded")
@@ -443,21 +475,21 @@ func TestUpFailureCleansUp(t *testing.T) {
 }
 
 func TestRefusesSecondLabInDir(t *testing.T) {
-	l := upLab(t, Options{ControlPlanes: 1, Subnet: netip.MustParsePrefix("10.201.5.0/24")})
-	_, err := Up(context.Background(), Options{Dir: l.Dir(), ControlPlanes: 1, Subnet: netip.MustParsePrefix("10.201.6.0/24"), Self: testSelf(t)})
+	l := upLab(t, Options{ControlPlanes: 1})
+	_, err := Up(context.Background(), Options{Dir: l.Dir(), ControlPlanes: 1, Subnet: freeSubnet(t), Self: testSelf(t)})
 	if err == nil || !strings.Contains(err.Error(), "already holds a lab") {
 		t.Fatalf("second up in the same folder: %v", err)
 	}
 	// The same subnet is refused too: the first lab's bridge has it.
-	_, err = Up(context.Background(), Options{Dir: filepath.Join(t.TempDir(), "other"), ControlPlanes: 1, Subnet: netip.MustParsePrefix("10.201.5.0/24"), Self: testSelf(t)})
-	if err == nil || !strings.Contains(err.Error(), "overlaps") {
+	_, err = Up(context.Background(), Options{Dir: filepath.Join(t.TempDir(), "other"), ControlPlanes: 1, Subnet: netip.MustParsePrefix(l.state.Subnet), Self: testSelf(t)})
+	if !errors.Is(err, ErrSubnetInUse) {
 		t.Fatalf("second lab on the same subnet: %v", err)
 	}
 }
 
 func TestTwoLabsCoexist(t *testing.T) {
-	a := upLab(t, Options{ControlPlanes: 1, Subnet: netip.MustParsePrefix("10.201.7.0/24")})
-	b := upLab(t, Options{ControlPlanes: 1, Subnet: netip.MustParsePrefix("10.201.8.0/24")})
+	a := upLab(t, Options{ControlPlanes: 1})
+	b := upLab(t, Options{ControlPlanes: 1})
 	if a.ID() == b.ID() {
 		t.Fatal("two labs share an id")
 	}
@@ -478,9 +510,9 @@ func TestThirtyHosts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30 hosts: skipped with -short")
 	}
-	l := upLab(t, Options{ControlPlanes: 3, Workers: 27, Subnet: netip.MustParsePrefix("10.201.9.0/24")})
+	l := upLab(t, Options{ControlPlanes: 3, Workers: 27})
 	hosts := l.Hosts()
-	if len(hosts) != 30 || hosts[29].Name != "worker-27" || hosts[29].Address != "10.201.9.40" {
+	if len(hosts) != 30 || hosts[29].Name != "worker-27" || hosts[29].Address != nth(netip.MustParsePrefix(l.state.Subnet), 40) {
 		t.Fatalf("hosts: %d, last %+v", len(hosts), hosts[len(hosts)-1])
 	}
 	var wg sync.WaitGroup

@@ -63,14 +63,21 @@ func planAddresses(subnet netip.Prefix, n, hidden int) (addressPlan, error) {
 	return p, nil
 }
 
-// checkSubnetFree refuses a subnet that overlaps an address the
-// workstation already has: another lab, a VPN, the uplink.
-func checkSubnetFree(subnet netip.Prefix) error {
+// ErrSubnetInUse means another interface (another lab, a VPN, the uplink)
+// has an address in the lab's subnet; another subnet helps.
+var ErrSubnetInUse = errors.New("subnet in use")
+
+// checkSubnetFree refuses a subnet that overlaps an address of any
+// workstation interface but except.
+func checkSubnetFree(subnet netip.Prefix, except string) error {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return err
 	}
 	for _, ifc := range ifs {
+		if ifc.Name == except {
+			continue
+		}
 		addrs, err := ifc.Addrs()
 		if err != nil {
 			continue
@@ -85,7 +92,7 @@ func checkSubnetFree(subnet netip.Prefix) error {
 				continue
 			}
 			if p.Overlaps(subnet) {
-				return fmt.Errorf("subnet %s overlaps %s on %s (another lab?); pick another with --subnet", subnet, p, ifc.Name)
+				return fmt.Errorf("%w: %s overlaps %s on %s (another lab?); pick another with --subnet", ErrSubnetInUse, subnet, p, ifc.Name)
 			}
 		}
 	}
