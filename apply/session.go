@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -320,6 +321,9 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 		}
 	}
 	all = append(all, desired...)
+	if err := CheckUpgrade(observedVersions(world), desiredVersions(desired)); err != nil {
+		return nil, &RefusedError{Err: err}
+	}
 
 	byAddr := map[string]components.Desired{}
 	var objs []plan.Object
@@ -437,4 +441,36 @@ func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
 		fp.StateLineage, fp.StateSerial = st.Lineage, st.Serial
 	}
 	return fp, nil
+}
+
+// RefusedError is a plan refused by the version rules: nothing was changed.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string {
+	return "the plan breaks the version rules, so nothing will be changed:\n  - " +
+		strings.ReplaceAll(e.Err.Error(), "\n", "\n  - ")
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// observedVersions is what the hosts run, by host and component.
+func observedVersions(w World) Versions {
+	v := Versions{}
+	for host, inst := range w.Installed {
+		for name, c := range inst.Components {
+			if name != components.AgentComponent {
+				v.set(host, name, c.Version)
+			}
+		}
+	}
+	return v
+}
+
+// desiredVersions is what the spec wants, by host and component.
+func desiredVersions(ds []components.Desired) Versions {
+	v := Versions{}
+	for _, d := range ds {
+		v.set(d.Host, d.Component, d.Version)
+	}
+	return v
 }
