@@ -493,6 +493,7 @@ func (a *Agent) WaitHealthy(ctx context.Context, name string, gen, successes int
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	baseRestarts := -1 // restarts when the wanted generation was first seen
 	for {
 		var st ComponentStatus
 		var changed <-chan struct{}
@@ -501,6 +502,22 @@ func (a *Agent) WaitHealthy(ctx context.Context, name string, gen, successes int
 			st, changed = c.snapshot()
 			if (gen == 0 || st.Generation == gen) && st.PID != 0 && st.State != StateStopping && st.Passes >= successes {
 				return st, nil, nil
+			}
+			// A generation that keeps exiting will not become healthy:
+			// fail the gate now rather than at the timeout, so a rollback
+			// starts at once.
+			if gen == 0 || st.Generation == gen {
+				if baseRestarts < 0 {
+					baseRestarts = st.Restarts
+				}
+				if st.Restarts-baseRestarts >= CrashLoopExits {
+					tail, _ := TailLines(a.opt.Paths.LogFile(name), 20)
+					msg := fmt.Sprintf("%s generation %d is crash-looping: it exited %d times while waiting to become healthy", name, st.Generation, st.Restarts-baseRestarts)
+					if st.LastExit != nil {
+						msg += "; last exit: " + st.LastExit.Reason
+					}
+					return st, tail, errors.New(msg)
+				}
 			}
 		}
 		select {
@@ -514,6 +531,10 @@ func (a *Agent) WaitHealthy(ctx context.Context, name string, gen, successes int
 		}
 	}
 }
+
+// CrashLoopExits is how many exits of the gated generation fail a health
+// gate before its timeout.
+const CrashLoopExits = 3
 
 func gateError(a *Agent, c *component, st ComponentStatus, name string, gen, successes int, timeout time.Duration) error {
 	if c == nil {

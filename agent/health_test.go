@@ -193,3 +193,22 @@ func TestWaitHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWaitHealthyFailsFastOnACrashLoop(t *testing.T) {
+	e := newTestEnv(t)
+	u := Unit{Name: "apiserver", Exec: "/bin/sh", Args: []string{"-c", "echo 'bad flag --nope'; exit 1"},
+		Health: Health{Type: HealthTCP, Address: fmt.Sprintf("127.0.0.1:%d", freePort(t))}}
+	e.install(u, 1)
+	e.runAgent()
+	start := time.Now()
+	resp, err := e.client.WaitHealthy(context.Background(), "apiserver", 1, 3, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "crash-looping") {
+		t.Fatalf("want a crash-loop failure, got %v", err)
+	}
+	if time.Since(start) > 50*time.Second {
+		t.Fatalf("the gate waited for its timeout instead of failing on the crash loop")
+	}
+	if !strings.Contains(strings.Join(resp.Log, "\n"), "bad flag --nope") {
+		t.Errorf("crash-loop failure without the log tail: %q", resp.Log)
+	}
+}
