@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/components"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/clusterctl/clusterctl/state"
@@ -144,7 +145,13 @@ func (s *Session) applyChange(ctx context.Context, inst *components.Installer, c
 		}
 		current = nil
 	}
-	return inst.Install(ctx, h, d, current)
+	if err := inst.Install(ctx, h, d, current); err != nil {
+		return err
+	}
+	if ch.Name == bundle.Kubelet {
+		return s.syncNode(ctx, ch.Host) // labels and taints only an administrator may set
+	}
+	return nil
 }
 
 // syncState fills the local state with what hosts reported for components

@@ -89,6 +89,10 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 	if err != nil {
 		return Desired{}, fmt.Errorf("kubelet on %s: %w", h.Name, err)
 	}
+	meta, err := DesiredNodeMeta(h).marshal()
+	if err != nil {
+		return Desired{}, err
+	}
 	selfLabels, _ := splitLabels(nodeLabels(h))
 	args := map[string]string{
 		"config":            "kubelet-config.yaml",
@@ -102,8 +106,12 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 	return Desired{
 		Component: bundle.Kubelet, Host: h.Name, Address: addr.String(), Version: version,
 		Artifacts: arts, Shared: append(shared, kc),
-		Config: []File{{Path: "kubelet-config.yaml", Data: yaml, Mode: 0o644}},
-		Dirs:   []Dir{{Path: KubeletDir, Mode: 0o700}, {Path: path.Join(KubeletDir, "volumeplugins"), Mode: 0o755}},
+		Config: []File{
+			{Path: "kubelet-config.yaml", Data: yaml, Mode: 0o644},
+			// Not read by the kubelet: what apply sets on the Node (SyncNode).
+			{Path: "node-meta.json", Data: meta, Mode: 0o644},
+		},
+		Dirs: []Dir{{Path: KubeletDir, Mode: 0o700}, {Path: path.Join(KubeletDir, "volumeplugins"), Mode: 0o755}},
 		Unit: agent.Unit{
 			Name: bundle.Kubelet, Version: version,
 			Exec:  arts[0].Dest,

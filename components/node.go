@@ -1,14 +1,18 @@
 package components
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"path"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/pki"
 	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
 )
@@ -291,6 +295,61 @@ func Preflight(in Input) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("preflight: the hosts are not ready for the node components; nothing was changed:\n%w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// NodeMeta is what clusterctl keeps on a Node object: the labels and
+// taints the spec gives the host. The kubelet registers a new node with
+// the labels it may set and the taints; the rest (role labels, other
+// kubernetes.io labels) and every later change need an administrator, so
+// apply patches them after the kubelet's health gate (SyncNode).
+type NodeMeta struct {
+	Labels map[string]string `json:"labels"`
+	Taints []spec.Taint      `json:"taints"`
+}
+
+// DesiredNodeMeta is the node metadata the spec wants for a host.
+func DesiredNodeMeta(h spec.Host) NodeMeta {
+	return NodeMeta{Labels: nodeLabels(h), Taints: nodeTaints(h)}
+}
+
+// Args renders the metadata as `clusterctl agent node-meta` flags.
+func (m NodeMeta) Args() []string {
+	keys := make([]string, 0, len(m.Labels))
+	for k := range m.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, "--label="+k+"="+m.Labels[k])
+	}
+	for _, t := range m.Taints {
+		out = append(out, "--taint="+t.String())
+	}
+	return out
+}
+
+// marshal renders the metadata as the kubelet generation's node-meta.json,
+// so a changed label or taint shows in the plan as a kubelet change.
+func (m NodeMeta) marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// SyncNode gives a node the labels and taints the spec wants, through the
+// administrator kubeconfig on a control-plane host (cp): NodeRestriction
+// keeps a kubelet from setting role labels and from changing taints.
+func SyncNode(ctx context.Context, cp Host, node string, m NodeMeta) error {
+	args := append([]string{AgentBinary, "agent", "node-meta",
+		"--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin), "--node=" + node}, m.Args()...)
+	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
+	if err != nil {
+		return fmt.Errorf("node %s: set its labels and taints through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

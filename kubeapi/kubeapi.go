@@ -180,9 +180,10 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 // Node is the part of a Node object clusterctl reads.
 type Node struct {
 	Metadata struct {
-		Name        string            `json:"name"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
+		Name            string            `json:"name"`
+		ResourceVersion string            `json:"resourceVersion"`
+		Labels          map[string]string `json:"labels"`
+		Annotations     map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		Taints []Taint `json:"taints"`
