@@ -79,6 +79,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newForceUnlockCmd(g),
 		newStatusCmd(g),
 		newLogsCmd(g),
+		newRollbackCmd(g),
 		newBundleCmd(),
 		newValidateCmd(g),
 		newFmtCmd(g),
