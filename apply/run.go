@@ -18,6 +18,9 @@ type Summary struct {
 	Result   Result
 	Uploaded int64 // bytes sent to hosts
 	Elapsed  time.Duration
+	// HaltedBy is the failed health gate that stopped the apply early (nil
+	// when it ran to the end or was interrupted).
+	HaltedBy error
 }
 
 // Apply carries out a computed plan: steps in graph order with bounded
@@ -71,6 +74,26 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		return s.Store.Write(st)
 	}
 
+	// A failed health gate halts the apply like Ctrl-C: running steps finish,
+	// nothing new starts, so an upgrade never goes on past a component that
+	// had to be rolled back.
+	halt := make(chan struct{})
+	var haltOnce sync.Once
+	var haltedBy error
+	haltNow := func(err error) {
+		haltOnce.Do(func() {
+			haltedBy = err
+			close(halt)
+		})
+	}
+	go func() {
+		select {
+		case <-stop:
+			haltNow(nil)
+		case <-halt:
+		}
+	}()
+
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))
 		var (
@@ -98,6 +121,10 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 				defer mu.Unlock()
 				if err != nil {
 					errs = append(errs, err)
+					var ge *components.GateError
+					if errors.As(err, &ge) {
+						haltNow(err)
+					}
 					return
 				}
 				s.logf("  %s: %s %s done in %s", ch.Host, ch.Name, ch.Action, time.Since(t0).Round(100*time.Millisecond))
@@ -108,7 +135,8 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 	}
 
 	w := &Walker{MaxSteps: s.parallelism(), Journal: journal, RunID: runID}
-	res := w.Walk(ctx, c.Plan.Steps, runStep, stop)
+	res := w.Walk(ctx, c.Plan.Steps, runStep, halt)
+	haltOnce.Do(func() { close(halt) }) // ends the forwarding goroutine
 
 	// Nothing changed on hosts but the state may be new (first plan after
 	// a lost state folder): keep it in step with the hosts.
@@ -117,7 +145,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		res.Outcomes = append(res.Outcomes, Outcome{Step: plan.Step{ID: "state"}, Status: state.StepFailed, Err: err})
 	}
 	stMu.Unlock()
-	return Summary{Result: res, Uploaded: uploaded, Elapsed: time.Since(start)}, res.Err()
+	return Summary{Result: res, Uploaded: uploaded, Elapsed: time.Since(start), HaltedBy: haltedBy}, res.Err()
 }
 
 func (s *Session) applyChange(ctx context.Context, inst *components.Installer, c *Computed, ch plan.Change) error {

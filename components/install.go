@@ -167,13 +167,21 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 		files[f.Path] = f.SHA256()
 	}
 
+	genFiles, err := d.GenerationFiles()
+	if err != nil {
+		return err
+	}
 	// A new generation folder, numbered after any that exist (installed.json
-	// may be gone while the folders are not).
-	out, err := h.Run(ctx, "ls -1 "+shellQuote(compDir))
+	// may be gone while the folders are not) — unless the generation that
+	// `current` points at already has exactly these files: a run killed
+	// after switching but before recording left it there, and using it
+	// again spares a second restart.
+	out, err := h.Run(ctx, "ls -1 "+shellQuote(compDir)+"; echo; readlink "+shellQuote(path.Join(compDir, "current"))+" || true")
 	if err != nil {
 		return step("list generations", err)
 	}
-	gens := generations(string(out))
+	listing, link, _ := strings.Cut(string(out), "\n\n")
+	gens := generations(listing)
 	gen := 1
 	if len(gens) > 0 {
 		gen = gens[len(gens)-1] + 1
@@ -181,20 +189,24 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 	if current != nil && current.Number >= gen {
 		gen = current.Number + 1
 	}
-	genDir := path.Join(compDir, strconv.Itoa(gen))
-	genFiles, err := d.GenerationFiles()
-	if err != nil {
-		return err
+	if n, err := strconv.Atoi(strings.TrimSpace(link)); err == nil && n > 0 && (current == nil || n != current.Number) {
+		same, err := sameFiles(ctx, h, path.Join(compDir, strconv.Itoa(n)), genFiles)
+		if err != nil {
+			return step("compare the current generation", err)
+		}
+		if same {
+			gen = n
+		}
 	}
+	genDir := path.Join(compDir, strconv.Itoa(gen))
 	if _, err := h.Run(ctx, "mkdir -p "+shellQuote(genDir)); err != nil {
 		return step("create generation folder", err)
 	}
+	if err := writeChanged(ctx, h, placed(genDir, genFiles)); err != nil {
+		return step("write generation "+strconv.Itoa(gen), err)
+	}
 	for _, f := range genFiles {
-		p := path.Join(genDir, f.Path)
-		if err := h.WriteFile(ctx, p, f.Data, f.Mode); err != nil {
-			return step("write "+p, err)
-		}
-		files[p] = f.SHA256()
+		files[path.Join(genDir, f.Path)] = f.SHA256()
 	}
 	hash, err := d.ConfigHash()
 	if err != nil {
@@ -372,4 +384,36 @@ func uniq(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return slices.Compact(s)
+}
+
+// placed returns generation files at their paths inside dir.
+func placed(dir string, files []File) []File {
+	out := make([]File, len(files))
+	for i, f := range files {
+		f.Path = path.Join(dir, f.Path)
+		out[i] = f
+	}
+	return out
+}
+
+// sameFiles reports whether dir on the host holds exactly files (same
+// names, same content).
+func sameFiles(ctx context.Context, h Host, dir string, files []File) (bool, error) {
+	out, err := h.Run(ctx, "cd "+shellQuote(dir)+" 2>/dev/null && find . -maxdepth 1 -type f -exec sha256sum {} + || true")
+	if err != nil {
+		return false, err
+	}
+	have := map[string]string{}
+	for p, sum := range parseSHA256Sum(out) {
+		have[strings.TrimPrefix(p, "./")] = sum
+	}
+	if len(have) != len(files) {
+		return false, nil
+	}
+	for _, f := range files {
+		if have[f.Path] != f.SHA256() {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -140,7 +140,9 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 	sum, err := s.Apply(ctx, c, lock.ID, stop)
 	writeSummary(stdout, c.Plan, sum)
 	if err != nil {
-		if errors.Is(err, apply.ErrInterrupted) {
+		if sum.HaltedBy != nil {
+			fmt.Fprintln(stdout, "\nApply stopped after a failed health gate; that component was rolled back to the generation it ran before, and nothing else was started. The hosts keep their versions, so `clusterctl plan` shows what is left.")
+		} else if errors.Is(err, apply.ErrInterrupted) {
 			fmt.Fprintln(stdout, "\nStopped before finishing. Run `clusterctl apply` again to continue from where the hosts are.")
 		}
 		return silentExitWith(1, err)
