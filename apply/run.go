@@ -94,8 +94,25 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		}
 	}()
 
+	var snapshotOnce sync.Once
+	var snapshotErr error
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))
+		// Before the first etcd member of a running cluster changes: a
+		// snapshot, and a quorum check.
+		if step.Component == bundle.Etcd && step.Action != plan.Create {
+			snapshotOnce.Do(func() {
+				from := c.World.Installed[step.Hosts[0]].Components[bundle.Etcd].Version
+				if err := s.waitEtcdQuorum(ctx, s.gateTimeout()); err != nil {
+					snapshotErr = fmt.Errorf("etcd is not healthy before the change, nothing was touched: %w", err)
+					return
+				}
+				_, snapshotErr = s.snapshotEtcd(ctx, step.Hosts[0], from)
+			})
+			if snapshotErr != nil {
+				return snapshotErr
+			}
+		}
 		var (
 			mu   sync.Mutex
 			errs []error
@@ -114,6 +131,13 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 				defer func() { <-sem }()
 				t0 := time.Now()
 				err := s.applyChange(ctx, inst, c, ch)
+				if err == nil && ch.Name == bundle.Etcd && ch.Action != plan.Create {
+					// The next member goes only when every member is back
+					// and the cluster has its quorum.
+					if qerr := s.waitEtcdQuorum(ctx, s.gateTimeout()); qerr != nil {
+						err = fmt.Errorf("etcd on %s: the cluster did not regain quorum after the change: %w", ch.Host, qerr)
+					}
+				}
 				if err == nil {
 					err = record(ch, c.Desired[addr])
 				}
