@@ -431,7 +431,7 @@ func TestNodesCluster(t *testing.T) {
 
 	t.Run("a deleted route and flushed masquerade chain are put back", func(t *testing.T) {
 		routes := l.mustSSH(addrs["worker-1"], "ip -4 route show proto 204")
-		dst := regexp.MustCompile(`(?m)^(\S+) via `+regexp.QuoteMeta(addrs["worker-2"])+` `).FindStringSubmatch(routes)
+		dst := regexp.MustCompile(`(?m)^(\S+) via ` + regexp.QuoteMeta(addrs["worker-2"]) + ` `).FindStringSubmatch(routes)
 		if dst == nil {
 			t.Fatalf("worker-1 has no route via worker-2 (%s):\n%s", addrs["worker-2"], routes)
 		}
