@@ -174,6 +174,9 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 				CertFile: p(pki.IDAPIServerKubelet + ".crt"), KeyFile: p(pki.IDAPIServerKubelet + ".key"),
 			},
 			Limits: agent.Limits{NOFILE: 65536},
+			// It drains requests on SIGTERM but can hang on open watches;
+			// a switch should not wait half a minute for that.
+			StopTimeout: agent.Duration(10 * time.Second),
 		},
 	}, nil
 }
@@ -245,7 +248,8 @@ func controllerManager(in Input, h spec.Host) (Desired, error) {
 			Exec: arts[0].Dest,
 			Args: mergeArgs(args, in.extraArgs(bundle.KubeControllerManager)),
 			// It serves /healthz with a self-signed certificate on loopback.
-			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", ControllerMgrPort) + "/healthz", InsecureLoopback: true},
+			Health:      agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", ControllerMgrPort) + "/healthz", InsecureLoopback: true},
+			StopTimeout: agent.Duration(10 * time.Second),
 		},
 	}, nil
 }
@@ -280,7 +284,8 @@ func scheduler(in Input, h spec.Host) (Desired, error) {
 			Exec: arts[0].Dest,
 			Args: mergeArgs(args, in.extraArgs(bundle.KubeScheduler)),
 			// Like the controller-manager: /healthz, self-signed, loopback only.
-			Health: agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", SchedulerPort) + "/healthz", InsecureLoopback: true},
+			Health:      agent.Health{Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", SchedulerPort) + "/healthz", InsecureLoopback: true},
+			StopTimeout: agent.Duration(10 * time.Second),
 		},
 	}, nil
 }
