@@ -255,6 +255,15 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 		c.clusterDNS = a
 	}
 
+	c.upgrade = defaultUpgrade()
+	for i, ub := range content.Blocks {
+		if i > 0 {
+			b.errorf(ub.DefRange.Ptr(), "Duplicate upgrade block", "An upgrade block was already defined at %s.", at(content.Blocks[0].DefRange))
+			continue
+		}
+		b.upgrade(c, ub)
+	}
+
 	if ep := b.str(attrs, "api_endpoint"); ep.set {
 		if err := checkEndpoint(ep.v); err != nil {
 			b.valueErr(ep.field, "Invalid api_endpoint", "api_endpoint %s: %s. Write a host name or IP, optionally with a port: \"k8s.example.com:6443\".", ep.show(ep.v), err)
@@ -518,4 +527,38 @@ func (b *builder) mergeSSH(base SSH, sudoSet bool, raw *rawSSH, host *rawHost) (
 		}
 	}
 	return s, sudoSet
+}
+
+// upgrade decodes the cluster's upgrade block: how rollouts are paced and
+// gated.
+func (b *builder) upgrade(c *Cluster, blk *hcl.Block) {
+	content, diags := blk.Body.Content(upgradeSchema())
+	b.diags = append(b.diags, diags...)
+	a := content.Attributes
+	if n := b.integer(a, "worker_batch_size", 1, 1000); n.set {
+		c.upgrade.WorkerBatchSize = n.v
+	}
+	if n := b.integer(a, "keep_generations", 1, 20); n.set {
+		c.upgrade.KeepGenerations = n.v
+	}
+	if d := b.boolean(a, "drain"); d.set {
+		c.upgrade.Drain = d.v
+	}
+	duration := func(name string, dst *time.Duration) {
+		f := b.str(a, name)
+		if !f.set {
+			return
+		}
+		d, err := time.ParseDuration(f.v)
+		switch {
+		case err != nil:
+			b.valueErr(f.field, "Invalid duration", "%s %s is not a duration such as \"2m\" or \"90s\".", name, f.show(f.v))
+		case d < time.Second || d > 24*time.Hour:
+			b.valueErr(f.field, "Invalid duration", "%s must be between 1s and 24h; got %s.", name, d)
+		default:
+			*dst = d
+		}
+	}
+	duration("drain_timeout", &c.upgrade.DrainTimeout)
+	duration("gate_timeout", &c.upgrade.GateTimeout)
 }

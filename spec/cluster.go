@@ -44,6 +44,7 @@ type Cluster struct {
 	hosts             []Host
 	components        []Component
 	artifacts         Artifacts
+	upgrade           UpgradePolicy
 	variables         []Variable
 	files             []string
 	declRange         hcl.Range
@@ -160,6 +161,22 @@ func (c *Cluster) Component(name string) (Component, bool) {
 		}
 	}
 	return Component{}, false
+}
+
+// Upgrade says how rollouts are paced and gated.
+func (c *Cluster) Upgrade() UpgradePolicy { return c.upgrade }
+
+// UpgradePolicy is the cluster's `upgrade` block with defaults applied.
+type UpgradePolicy struct {
+	WorkerBatchSize int           // workers whose kubelet and kube-proxy change at once (1)
+	Drain           bool          // cordon and drain a worker before its kubelet changes (false)
+	DrainTimeout    time.Duration // how long a drain may take (5m)
+	GateTimeout     time.Duration // how long a component may take to become healthy (2m)
+	KeepGenerations int           // earlier generations kept on each host for rollback (2)
+}
+
+func defaultUpgrade() UpgradePolicy {
+	return UpgradePolicy{WorkerBatchSize: 1, DrainTimeout: 5 * time.Minute, GateTimeout: 2 * time.Minute, KeepGenerations: 2}
 }
 
 // Artifacts says where component binaries come from.

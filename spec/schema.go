@@ -24,6 +24,16 @@ func clusterSchema() *hcl.BodySchema {
 		{Name: "service_cidr"},
 		{Name: "cluster_dns"},
 		{Name: "api_endpoint"},
+	}, Blocks: []hcl.BlockHeaderSchema{{Type: "upgrade"}}}
+}
+
+func upgradeSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "worker_batch_size"},
+		{Name: "drain"},
+		{Name: "drain_timeout"},
+		{Name: "gate_timeout"},
+		{Name: "keep_generations"},
 	}}
 }
 
