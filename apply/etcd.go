@@ -112,7 +112,7 @@ func (s *Session) waitEtcdQuorum(ctx context.Context, timeout time.Duration) err
 
 func (s *Session) gateTimeout() time.Duration {
 	if s.GateTimeout > 0 {
-		return s.GateTimeout
+		return s.GateTimeout // -gate-timeout
 	}
-	return 120 * time.Second
+	return s.Cluster.Upgrade().GateTimeout
 }

@@ -98,7 +98,7 @@ func (s *Session) Rollback(ctx context.Context, rp RollbackPlan, w World, runID 
 		return err
 	}
 	defer journal.Close()
-	inst := &components.Installer{Cluster: s.Cluster.Name(), GateTimeout: s.GateTimeout}
+	inst := &components.Installer{Cluster: s.Cluster.Name(), GateTimeout: s.gateTimeout(), KeepGenerations: s.Cluster.Upgrade().KeepGenerations}
 	for _, step := range rp.Steps {
 		h, ok := s.Host(step.Host)
 		if !ok {

@@ -47,8 +47,9 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		uploaded int64
 	)
 	inst := &components.Installer{
-		Cluster:     s.Cluster.Name(),
-		GateTimeout: s.GateTimeout,
+		Cluster:         s.Cluster.Name(),
+		GateTimeout:     s.gateTimeout(),
+		KeepGenerations: s.Cluster.Upgrade().KeepGenerations,
 		OnUpload: func(host, dest string, sent int64) {
 			stMu.Lock()
 			uploaded += sent
@@ -197,7 +198,21 @@ func (s *Session) applyChange(ctx context.Context, inst *components.Installer, c
 		}
 		current = nil
 	}
-	if err := inst.Install(ctx, h, d, current); err != nil {
+	// With upgrade.drain, a node's pods move away before its kubelet
+	// changes, and it takes pods again once the kubelet passed its gate
+	// (the node is Ready on the new version) or was rolled back.
+	drain := ch.Name == bundle.Kubelet && current != nil && s.Cluster.Upgrade().Drain
+	if drain {
+		if err := s.drainNode(ctx, ch.Host); err != nil {
+			return err
+		}
+	}
+	err := inst.Install(ctx, h, d, current)
+	var ge *components.GateError
+	if drain && (err == nil || errors.As(err, &ge) && ge.RollbackErr == nil) {
+		err = errors.Join(err, s.uncordonNode(ctx, ch.Host))
+	}
+	if err != nil {
 		return err
 	}
 	if ch.Name == bundle.Kubelet {

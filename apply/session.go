@@ -337,7 +337,7 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	}
 	changes := plan.Diff(objs, world.Objects)
 	changes = append(changes, certChanges(report)...)
-	steps, err := plan.Graph(changes, components.Order(1), components.Names())
+	steps, err := plan.Graph(changes, components.Order(s.Cluster.Upgrade().WorkerBatchSize), components.Names())
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/pki"
@@ -350,6 +351,28 @@ func SyncNode(ctx context.Context, cp Host, node string, m NodeMeta) error {
 	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
 	if err != nil {
 		return fmt.Errorf("node %s: set its labels and taints through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// DrainNode cordons a node and evicts its pods, through a control-plane
+// host's admin kubeconfig, before its kubelet changes.
+func DrainNode(ctx context.Context, cp Host, node string, timeout time.Duration) error {
+	args := []string{AgentBinary, "agent", "drain", "--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin),
+		"--node=" + node, "--timeout=" + timeout.String()}
+	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
+	if err != nil {
+		return fmt.Errorf("drain node %s through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// UncordonNode makes a node schedulable again.
+func UncordonNode(ctx context.Context, cp Host, node string) error {
+	args := []string{AgentBinary, "agent", "uncordon", "--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin), "--node=" + node}
+	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
+	if err != nil {
+		return fmt.Errorf("uncordon node %s through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

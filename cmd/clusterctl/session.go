@@ -26,7 +26,7 @@ func addClusterFlags(fs *pflag.FlagSet, o *clusterOptions) {
 	addSpecFlags(fs, &o.spec)
 	fs.IntVar(&o.parallelism, "parallelism", 10, "how many hosts to work on at once")
 	fs.StringVar(&o.stateDir, "state-dir", "", "state folder (default: .clusterctl in the spec folder)")
-	fs.DurationVar(&o.gateTimeout, "gate-timeout", 120*time.Second, "how long a component may take to become healthy")
+	fs.DurationVar(&o.gateTimeout, "gate-timeout", 0, "how long a component may take to become healthy (default: the spec's upgrade.gate_timeout, 2m)")
 }
 
 func (o *clusterOptions) store(g *globals) *state.FileStore {
