@@ -16,8 +16,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The end-to-end tests (test/e2e) bring up real clusters on lab hosts and
+# take several minutes each, hence the long timeout.
 test:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 50m ./...
 
 # bundle fills the shared artifact cache (${XDG_CACHE_HOME:-~/.cache}/clusterctl)
 # with every pinned component, built from upstream sources: about 20 minutes
