@@ -209,6 +209,7 @@ type hostStatus struct {
 	Error      string `json:"error"`
 	Components []struct {
 		Name       string `json:"name"`
+		Version    string `json:"version"`
 		Generation int    `json:"generation"`
 		State      string `json:"state"`
 		PID        int    `json:"pid"`
@@ -217,12 +218,15 @@ type hostStatus struct {
 	} `json:"components"`
 }
 
-// status returns component status keyed "host/component".
-func (l *Lab) status(t *testing.T) map[string]struct {
+// compStatus is one component as `clusterctl status -json` reports it.
+type compStatus struct {
 	PID, Restarts, Generation int
-	State                     string
+	State, Version            string
 	Healthy                   bool
-} {
+}
+
+// status returns component status keyed "host/component".
+func (l *Lab) status(t *testing.T) map[string]compStatus {
 	t.Helper()
 	cmd := exec.Command(binary, "-chdir="+l.Dir, "status", "-json")
 	var stdout, stderr bytes.Buffer
@@ -232,18 +236,10 @@ func (l *Lab) status(t *testing.T) map[string]struct {
 	if jerr := json.Unmarshal(stdout.Bytes(), &hs); jerr != nil {
 		t.Fatalf("status -json: %v / %v\n%s%s", err, jerr, stdout.String(), stderr.String())
 	}
-	m := map[string]struct {
-		PID, Restarts, Generation int
-		State                     string
-		Healthy                   bool
-	}{}
+	m := map[string]compStatus{}
 	for _, h := range hs {
 		for _, c := range h.Components {
-			m[h.Host+"/"+c.Name] = struct {
-				PID, Restarts, Generation int
-				State                     string
-				Healthy                   bool
-			}{c.PID, c.Restarts, c.Generation, c.State, c.Healthy}
+			m[h.Host+"/"+c.Name] = compStatus{c.PID, c.Restarts, c.Generation, c.State, c.Version, c.Healthy}
 		}
 	}
 	return m

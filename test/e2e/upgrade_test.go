@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const echoApp = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: localhost/clusterctl-echo:v1
+        imagePullPolicy: Never
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+`
+
+// poller hits a URL until stopped and counts the answers.
+type poller struct {
+	ok, total atomic.Int64
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func startPoller(url string) *poller {
+	p := &poller{stop: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 2 * time.Second}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			p.total.Add(1)
+			resp, err := client.Get(url)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					p.ok.Add(1)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+func (p *poller) finish() (ok, total int64) {
+	close(p.stop)
+	<-p.done
+	return p.ok.Load(), p.total.Load()
+}
+
+// TestUpgradeAndRollback: a 1.36 / etcd 3.6 cluster upgraded to 1.37 /
+// etcd 3.7 by changing the spec, with a Service polled throughout; a broken
+// kube-apiserver flag rolled back by its gate; `rollback kubelet`; and an
+// upgrade resumed after clusterctl is killed midway.
+func TestUpgradeAndRollback(t *testing.T) {
+	cluster, err := os.ReadFile(filepath.Join("..", "..", "examples", "lab", "cluster.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, "10.233.0.0/24", 1, 2, string(cluster))
+	const cp, w1 = "10.233.0.11", "10.233.0.12"
+	l.mustSpec("apply", "-auto-approve", "-var", "kubernetes_version=1.36.3")
+	l.kubeconfig()
+	l.mustKubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+
+	manifest := filepath.Join(l.Dir, "echo.yaml")
+	if err := os.WriteFile(manifest, []byte(echoApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.mustKubectl("apply", "-f", manifest)
+	l.mustKubectl("rollout", "status", "deployment/echo", "--timeout=180s")
+
+	t.Run("upgrade 1.36.3 to 1.37.2 with the service polled", func(t *testing.T) {
+		p := startPoller("http://" + w1 + ":30080/")
+		start := time.Now()
+		out := l.mustSpec("apply", "-auto-approve", "-var", "kubernetes_version=1.37.2")
+		elapsed := time.Since(start)
+		ok, total := p.finish()
+		rate := float64(ok) / float64(max(total, 1))
+		t.Logf("upgrade took %s; service answered %d of %d requests (%.2f%%) during it", elapsed.Round(time.Second), ok, total, 100*rate)
+		if !strings.Contains(out, "etcd snapshot") {
+			t.Errorf("no etcd snapshot before the etcd upgrade:\n%s", out)
+		}
+		if rate < 0.95 {
+			t.Errorf("service availability during the upgrade %.2f%%, want at least 95%% (target 99%%)", 100*rate)
+		}
+		nodes := l.mustKubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion}{\"\\n\"}{end}")
+		if strings.Count(nodes, "=v1.37.2") != 3 {
+			t.Errorf("nodes after the upgrade:\n%s", nodes)
+		}
+		for key, s := range l.status(t) {
+			want := "1.37.2"
+			if strings.HasSuffix(key, "/etcd") {
+				want = "3.7.3"
+			}
+			if strings.HasSuffix(key, "/containerd") || strings.HasSuffix(key, "/cni") {
+				continue
+			}
+			if s.Version != want || !s.Healthy {
+				t.Errorf("%s: version %s healthy %v, want %s healthy", key, s.Version, s.Healthy, want)
+			}
+		}
+		if out, err := l.spec("plan", "-detailed-exitcode"); exitCode(err) != 0 {
+			t.Errorf("plan after the upgrade: exit %d\n%s", exitCode(err), out)
+		}
+	})
+
+	t.Run("a broken kube-apiserver flag is rolled back", func(t *testing.T) {
+		before := l.status(t)["cp-1/kube-apiserver"]
+		broken := filepath.Join(l.Dir, "broken.hcl")
+		if err := os.WriteFile(broken, []byte("component \"kube-apiserver\" {\n  extra_args = {\n    \"audit-log-maxage\" = \"7\"\n    \"no-such-flag\" = \"1\"\n  }\n}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		orig := filepath.Join(l.Dir, "cluster.hcl")
+		if err := os.WriteFile(orig, []byte(withoutBlock(string(cluster), `component "kube-apiserver"`)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			os.Remove(broken)
+			os.WriteFile(orig, cluster, 0o644)
+		})
+		start := time.Now()
+		out, err := l.spec("apply", "-auto-approve", "-var", "kubernetes_version=1.37.2")
+		if err == nil {
+			t.Fatalf("apply with a broken flag succeeded:\n%s", out)
+		}
+		for _, want := range []string{"unknown flag: --no-such-flag", fmt.Sprintf("rolled back to generation %d", before.Generation), "Apply stopped after a failed health gate"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("apply output lacks %q:\n%s", want, out)
+			}
+		}
+		after := l.status(t)["cp-1/kube-apiserver"]
+		if after.Generation != before.Generation || !after.Healthy {
+			t.Errorf("kube-apiserver after the rollback: generation %d healthy %v, want generation %d healthy", after.Generation, after.Healthy, before.Generation)
+		}
+		t.Logf("failed gate, rollback and report took %s", time.Since(start).Round(time.Second))
+	})
+
+	t.Run("rollback kubelet", func(t *testing.T) {
+		l.mustSpec("rollback", "kubelet", "-auto-approve")
+		eventually(t, 60*time.Second, "every node Ready on kubelet v1.36.3", func() error {
+			out, err := l.kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}")
+			if err != nil {
+				return err
+			}
+			if strings.Count(out, "v1.36.3 True") != 3 {
+				return fmt.Errorf("nodes: %q", out)
+			}
+			return nil
+		})
+		out, err := l.spec("plan", "-detailed-exitcode", "-var", "kubernetes_version=1.37.2")
+		if exitCode(err) != 2 || !strings.Contains(out, `component.kubelet["worker-1"] will be upgraded`) {
+			t.Errorf("plan after the rollback should show the kubelet upgrade pending (exit 2):\n%s", out)
+		}
+	})
+
+	t.Run("an upgrade killed midway is resumed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binary, "-chdir="+l.Dir, "apply", "-auto-approve", "-var", "kubernetes_version=1.37.2")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = cmd.Stdout
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once the first kubelet is done and the next one started.
+		sc := bufio.NewScanner(stdout)
+		killed := false
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "kubelet upgrade done") {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		if !killed {
+			t.Fatal("the apply ended before a kubelet was upgraded")
+		}
+		out, err := l.spec("plan", "-detailed-exitcode", "-var", "kubernetes_version=1.37.2")
+		if exitCode(err) != 2 {
+			t.Fatalf("plan after the kill should show what is left (exit 2):\n%s", out)
+		}
+		l.mustSpec("apply", "-auto-approve", "-var", "kubernetes_version=1.37.2")
+		if out, err := l.spec("plan", "-detailed-exitcode", "-var", "kubernetes_version=1.37.2"); exitCode(err) != 0 {
+			t.Fatalf("plan after the resumed apply: exit %d\n%s", exitCode(err), out)
+		}
+		out = l.mustKubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.status.nodeInfo.kubeletVersion}{\"\\n\"}{end}")
+		if strings.Count(out, "v1.37.2") != 3 {
+			t.Errorf("nodes after the resumed upgrade: %q", out)
+		}
+	})
+}
+
+// withoutBlock removes the top-level block that starts with header.
+func withoutBlock(src, header string) string {
+	i := strings.Index(src, header)
+	if i < 0 {
+		return src
+	}
+	j := strings.Index(src[i:], "\n}\n")
+	if j < 0 {
+		return src
+	}
+	return src[:i] + src[i+j+3:]
+}
