@@ -46,11 +46,18 @@ func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
 	}
 	r.printf("clusterctl will perform the following actions (%s: %s create, %s upgrade, %s update in place, %s replace, %s delete):\n\n",
 		"symbols", r.sym(Create), r.sym(Upgrade), r.sym(Update), r.sym(Replace), r.sym(Delete))
+	var certs []Change
 	for _, c := range p.Changes {
-		if c.Action == NoOp {
-			continue
+		switch {
+		case c.Action == NoOp:
+		case c.Kind == "cert":
+			certs = append(certs, c)
+		default:
+			r.change(c)
 		}
-		r.change(c)
+	}
+	if len(certs) > 0 {
+		r.certs(certs)
 	}
 	if len(p.Steps) > 0 {
 		r.printf("Rollout order:\n")
@@ -145,4 +152,28 @@ func quote(v string) string {
 		return v
 	}
 	return fmt.Sprintf("%q", v)
+}
+
+// certs lists certificate changes one per line: there are many, and what
+// matters is which, why, and until when.
+func (r *renderer) certs(cs []Change) {
+	r.printf("  %s certificates in the local PKI (written to the hosts with the components that use them):\n", r.paint("#", bold))
+	width := 0
+	for _, c := range cs {
+		width = max(width, len(c.Name))
+	}
+	for _, c := range cs {
+		pad := strings.Repeat(" ", max(0, 3-len(c.Action.Symbol()))) // the symbol may carry colour codes
+		r.printf("  %s%s %-*s", pad, r.sym(c.Action), width, c.Name)
+		for _, a := range c.Attrs {
+			if a.Name == "not_after" {
+				r.printf("  valid until %s", a.After)
+			}
+		}
+		if c.Reason != "" {
+			r.printf("  (%s)", c.Reason)
+		}
+		r.printf("\n")
+	}
+	r.printf("\n")
 }
