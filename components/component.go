@@ -203,7 +203,9 @@ func Order(workerBatch int) plan.Order {
 		bundle.Containerd:            {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
 		bundle.CNI:                   {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
 		bundle.Kubelet:               {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: []string{AgentComponent, bundle.Containerd, bundle.CNI}, Rolling: true, BatchSize: workerBatch},
-		bundle.KubeProxy:             {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: []string{AgentComponent, bundle.Kubelet}, Rolling: true, BatchSize: workerBatch},
+		// kube-proxy needs the API server, not the kubelet: the two start
+		// side by side on a host.
+		bundle.KubeProxy: {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
 	}
 }
 
