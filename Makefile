@@ -5,7 +5,7 @@ BIN     := bin/clusterctl
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.buildVersion=$(VERSION)
 
-.PHONY: build test lint setup check fmt bundle
+.PHONY: build test lint setup check fmt bundle cluster cluster-down
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/clusterctl
 
@@ -31,3 +31,12 @@ bundle: build
 # that run the bundled binaries fail instead of skipping when it is missing.
 check: export CLUSTERCTL_REQUIRE_BUNDLE := 1
 check: setup lint build bundle test
+
+# cluster is README's main job: a 3-node cluster (1 control plane, 2 workers)
+# on lab hosts in $(LAB), then `kubectl get nodes -o wide`.
+LAB ?= mylab
+cluster:
+	DIR=$(LAB) bash scripts/lab-cluster.sh
+
+cluster-down: build
+	$(BIN) lab down --dir $(LAB)
