@@ -40,3 +40,10 @@ cluster:
 
 cluster-down: build
 	$(BIN) lab down --dir $(LAB)
+
+# bench-control-plane times clusterctl bringing up a 1-host control plane on a
+# lab host against a plain script starting the same binaries (root; a few
+# minutes). See bench/README.md.
+.PHONY: bench-control-plane
+bench-control-plane:
+	$(GO) run ./bench/control-plane
