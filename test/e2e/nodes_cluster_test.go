@@ -445,7 +445,7 @@ func TestNodesCluster(t *testing.T) {
 		})
 	})
 
-	t.Run("a node added later gets a new range and routes everywhere", func(t *testing.T) {
+	t.Run("a node added later gets a new range and routes everywhere; removed, routes go", func(t *testing.T) {
 		cidrs := func() map[string]string {
 			m := map[string]string{}
 			for name, a := range addrs {
@@ -479,6 +479,17 @@ func TestNodesCluster(t *testing.T) {
 		}
 		if !l.nodes(t)["worker-3"].Ready {
 			t.Errorf("worker-3 is not Ready after apply")
+		}
+
+		// Taken out of the spec again: no node routes to it any more.
+		if err := os.WriteFile(labHCL, []byte(without), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l.mustSpec("apply", "-auto-approve")
+		for _, name := range all {
+			if r := l.mustSSH(addrs[name], "ip -4 route show "+after["worker-3"]); strings.TrimSpace(r) != "" {
+				t.Errorf("%s still routes worker-3's pods after it left the spec: %q", name, r)
+			}
 		}
 	})
 }
