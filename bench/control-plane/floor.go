@@ -20,10 +20,8 @@ import (
 )
 
 type floorResult struct {
-	probes  marks
-	copy    time.Duration // tar over ssh of every file the script needs
-	readyz  time.Duration // since the start script began
-	healthy time.Duration // likewise
+	copy   time.Duration // tar over ssh of every file the script needs
+	probes marks         // since the start script began
 }
 
 // unit is the part of the agent's unit.json the floor script uses.
@@ -133,11 +131,27 @@ func (b *bench) floorRound(ctx context.Context, round int) (res floorResult, err
 	defer cancel()
 	m, err := p.watch(wctx, start)
 	if err != nil {
-		return res, fmt.Errorf("floor control plane not healthy (readyz %s, controller-manager %s, scheduler %s; logs in %s): %w",
-			secs(m.readyz), secs(m.kcm), secs(m.sched), filepath.Join(h.fs, "var", "log", "floor"), err)
+		return res, fmt.Errorf("floor control plane not ready (%s): %w\n%s", m, err, floorLogs(h))
 	}
-	res.probes, res.readyz, res.healthy = m, m.readyz, m.healthy()
+	res.probes = m
 	return res, b.kubectlReadyz(ctx, filepath.Join(client, "admin.conf"))
+}
+
+// floorLogs is the end of each component's log on the floor host, read
+// before the lab goes.
+func floorLogs(h *labHost) string {
+	var sb strings.Builder
+	for _, c := range controlPlane {
+		file := filepath.Join(h.fs, "var", "log", "floor", c+".log")
+		b, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintf(&sb, "%s: %v\n", c, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		fmt.Fprintf(&sb, "--- %s\n%s\n", file, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+	}
+	return sb.String()
 }
 
 // copyOver streams the floor's files to the host: tar | ssh tar.

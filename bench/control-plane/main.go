@@ -10,10 +10,10 @@
 //   - tool: `clusterctl apply -auto-approve` of a one-host cluster (the spec
 //     cannot leave the node components off a host, so the apply also installs
 //     containerd, cni, kubelet and kube-proxy there). While it runs, the
-//     benchmark probes kube-apiserver's /readyz from the workstation and the
-//     controller-manager's and scheduler's /healthz inside the host, and
-//     timestamps every line the apply prints. Then a second apply, which must
-//     change nothing, is timed.
+//     benchmark probes kube-apiserver's /readyz and the controller-manager's
+//     and scheduler's leader leases from the workstation, and their /healthz
+//     inside the host, and timestamps every line the apply prints. Then a
+//     second apply, which must change nothing, is timed.
 //   - floor: tar over ssh copies the binaries, the certificates and
 //     kubeconfigs and the apiserver's audit policy that the first tool round
 //     installed; then one ssh command starts etcd, kube-apiserver,
@@ -94,9 +94,11 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 	}
 
 	fmt.Printf("1-host control plane (kubernetes 1.37.2) on lab hosts in %s, %d rounds each, tool and floor alternating\n", subnet, rounds)
-	fmt.Println("tool: clusterctl apply (it also installs containerd, cni, kubelet and kube-proxy on the host: the spec has no way to leave them off)")
-	fmt.Println("floor: tar|ssh of the same binaries, certificates and configs, then one ssh command starts etcd, kube-apiserver, controller-manager, scheduler with nohup")
-	fmt.Println("probes every 100ms: apiserver /readyz from the workstation, controller-manager and scheduler /healthz inside the host")
+	fmt.Println("tool: clusterctl apply (it also installs containerd, cni, kubelet and kube-proxy on the host: the spec cannot leave them off)")
+	fmt.Println("floor: tar|ssh of the same binaries, certificates and configs, then one ssh command starts etcd, kube-apiserver,")
+	fmt.Println("       controller-manager and scheduler with nohup and the tool's flags")
+	fmt.Println("probes every 100ms: apiserver /readyz and the leader leases from the workstation, /healthz of controller-manager (kcm)")
+	fmt.Println("and scheduler inside the host; \"ready\" = /readyz ok and both leases held")
 	var tools []toolResult
 	var floors []floorResult
 	for r := 1; r <= rounds; r++ {
@@ -105,8 +107,8 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 			return fmt.Errorf("tool round %d: %w", r, err)
 		}
 		tools = append(tools, t)
-		fmt.Printf("tool  %d: first ok: apiserver /readyz %s, controller-manager %s, scheduler %s; control-plane steps done %s, whole apply %s; no-change re-apply %s\n",
-			r, secs(t.probes.readyz), secs(t.probes.kcm), secs(t.probes.sched), secs(t.stepsDone), secs(t.apply), secs(t.reapply))
+		fmt.Printf("\ntool  %d: %s; control-plane steps done %s, whole apply %s; no-change re-apply %s\n",
+			r, t.probes, secs(t.stepsDone), secs(t.apply), secs(t.reapply))
 		t.timeline.print(os.Stdout)
 
 		f, err := b.floorRound(ctx, r)
@@ -114,8 +116,7 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 			return fmt.Errorf("floor round %d: %w", r, err)
 		}
 		floors = append(floors, f)
-		fmt.Printf("floor %d: copy %s, then first ok: apiserver /readyz %s, controller-manager %s, scheduler %s (after the copy)\n",
-			r, secs(f.copy), secs(f.probes.readyz), secs(f.probes.kcm), secs(f.probes.sched))
+		fmt.Printf("floor %d: copy %s, then %s\n", r, secs(f.copy), f.probes)
 	}
 	summary(tools, floors, b.floorMB)
 	return nil
@@ -150,42 +151,41 @@ func kubectlPath() string {
 }
 
 func summary(tools []toolResult, floors []floorResult, floorMB float64) {
-	pick := func(n int, f func(int) time.Duration) []time.Duration {
-		out := make([]time.Duration, n)
-		for i := range out {
-			out[i] = f(i)
-		}
-		return out
-	}
-	n := len(tools)
-	rows := []struct {
+	type row struct {
 		name string
 		v    []time.Duration
-	}{
-		{"tool: apiserver /readyz ok", pick(n, func(i int) time.Duration { return tools[i].readyz })},
-		{"tool: control plane healthy (probes)", pick(n, func(i int) time.Duration { return tools[i].healthy })},
-		{"tool: control-plane steps done (apply output)", pick(n, func(i int) time.Duration { return tools[i].stepsDone })},
-		{"tool: whole apply (+ containerd, cni, kubelet, kube-proxy)", pick(n, func(i int) time.Duration { return tools[i].apply })},
-		{"tool: no-change re-apply", pick(n, func(i int) time.Duration { return tools[i].reapply })},
-		{fmt.Sprintf("floor: copy (tar over ssh, %.0f MB)", floorMB), pick(n, func(i int) time.Duration { return floors[i].copy })},
-		{"floor: apiserver /readyz ok, with copy", pick(n, func(i int) time.Duration { return floors[i].copy + floors[i].readyz })},
-		{"floor: apiserver /readyz ok, files in place", pick(n, func(i int) time.Duration { return floors[i].readyz })},
-		{"floor: control plane healthy, with copy", pick(n, func(i int) time.Duration { return floors[i].copy + floors[i].healthy })},
-		{"floor: control plane healthy, files in place", pick(n, func(i int) time.Duration { return floors[i].healthy })},
+	}
+	col := func(name string, n int, f func(int) time.Duration) row {
+		r := row{name: name, v: make([]time.Duration, n)}
+		for i := range r.v {
+			r.v[i] = f(i)
+		}
+		return r
+	}
+	nt, nf := len(tools), len(floors)
+	rows := []row{
+		col("tool: apiserver /readyz ok", nt, func(i int) time.Duration { return tools[i].probes.readyz }),
+		col("tool: control plane ready", nt, func(i int) time.Duration { return tools[i].probes.ready() }),
+		col("tool: control-plane steps done (apply output)", nt, func(i int) time.Duration { return tools[i].stepsDone }),
+		col("tool: whole apply (+ containerd, cni, kubelet, kube-proxy)", nt, func(i int) time.Duration { return tools[i].apply }),
+		col("tool: no-change re-apply", nt, func(i int) time.Duration { return tools[i].reapply }),
+		col(fmt.Sprintf("floor: copy (tar over ssh, %.0f MB)", floorMB), nf, func(i int) time.Duration { return floors[i].copy }),
+		col("floor: apiserver /readyz ok, with copy", nf, func(i int) time.Duration { return floors[i].copy + floors[i].probes.readyz }),
+		col("floor: apiserver /readyz ok, files in place", nf, func(i int) time.Duration { return floors[i].probes.readyz }),
+		col("floor: control plane ready, with copy", nf, func(i int) time.Duration { return floors[i].copy + floors[i].probes.ready() }),
+		col("floor: control plane ready, files in place", nf, func(i int) time.Duration { return floors[i].probes.ready() }),
 	}
 	fmt.Printf("\n%-60s %8s %8s\n", "", "min", "median")
-	med := map[string]time.Duration{}
 	for _, r := range rows {
-		med[r.name] = median(r.v)
-		fmt.Printf("%-60s %8s %8s\n", r.name, secs(slices.Min(r.v)), secs(med[r.name]))
+		fmt.Printf("%-60s %8s %8s\n", r.name, secs(slices.Min(r.v)), secs(median(r.v)))
 	}
-	ratio := func(a, b string) string { return fmt.Sprintf("%.1f", med[a].Seconds()/med[b].Seconds()) }
+	ratio := func(a, b int) string {
+		return fmt.Sprintf("%.1f", median(rows[a].v).Seconds()/median(rows[b].v).Seconds())
+	}
 	fmt.Println("\nratios tool/floor (medians):")
-	fmt.Printf("  apiserver ready:       %s vs the floor with copy, %s vs files in place\n",
-		ratio(rows[0].name, rows[6].name), ratio(rows[0].name, rows[7].name))
-	fmt.Printf("  control plane healthy: %s vs the floor with copy, %s vs files in place\n",
-		ratio(rows[1].name, rows[8].name), ratio(rows[1].name, rows[9].name))
-	fmt.Printf("  control-plane steps done vs floor healthy with copy: %s\n", ratio(rows[2].name, rows[8].name))
+	fmt.Printf("  apiserver /readyz ok:     %s vs the floor with copy, %s vs files in place\n", ratio(0, 6), ratio(0, 7))
+	fmt.Printf("  control plane ready:      %s vs the floor with copy, %s vs files in place\n", ratio(1, 8), ratio(1, 9))
+	fmt.Printf("  control-plane steps done: %s vs the floor ready with copy\n", ratio(2, 8))
 }
 
 func median(v []time.Duration) time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -21,21 +22,21 @@ import (
 const pollEvery = 100 * time.Millisecond
 
 // probes checks a control plane the same way for the tool and the floor:
-// kube-apiserver's /readyz from the workstation with the admin client
-// certificate, and the controller-manager's and scheduler's /healthz on
-// 127.0.0.1 inside the host (where they listen), without verifying their
-// self-signed certificates, as the agent does.
+// kube-apiserver's /readyz and the leader leases from the workstation with
+// the admin client certificate, and the controller-manager's and
+// scheduler's /healthz on 127.0.0.1 inside the host (where they listen),
+// without verifying their self-signed certificates, as the agent does.
 type probes struct {
-	readyzURL string
-	pki       string // folder with ca.crt, admin-client.crt and admin-client.key
-	api       *http.Client
-	inHost    *http.Client
+	server string // https://ADDRESS:6443
+	pki    string // folder with ca.crt, admin-client.crt and admin-client.key
+	api    *http.Client
+	inHost *http.Client
 }
 
 func newProbes(h *labHost, pki string) *probes {
 	return &probes{
-		readyzURL: "https://" + net.JoinHostPort(h.addr, "6443") + "/readyz",
-		pki:       pki,
+		server: "https://" + net.JoinHostPort(h.addr, "6443"),
+		pki:    pki,
 		inHost: &http.Client{Timeout: time.Second, Transport: &http.Transport{
 			DialContext:       netnsDialer(h.netns),
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
@@ -45,14 +46,27 @@ func newProbes(h *labHost, pki string) *probes {
 }
 
 // marks are when each probe first passed, since the start; 0 is never.
-type marks struct{ readyz, kcm, sched time.Duration }
+type marks struct {
+	readyz     time.Duration // kube-apiserver /readyz
+	kcm, sched time.Duration // controller-manager and scheduler /healthz
+	kcmLease   time.Duration // the controller-manager holds its leader lease
+	schedLease time.Duration // the scheduler holds its leader lease
+}
 
-// healthy is when all three had passed.
-func (m marks) healthy() time.Duration {
-	if m.readyz == 0 || m.kcm == 0 || m.sched == 0 {
+func (m marks) String() string {
+	return fmt.Sprintf("first ok: /readyz %s, kcm /healthz %s, scheduler /healthz %s, kcm lease %s, scheduler lease %s: ready %s",
+		secs(m.readyz), secs(m.kcm), secs(m.sched), secs(m.kcmLease), secs(m.schedLease), secs(m.ready()))
+}
+
+// ready is when the control plane works: the API server is ready and the
+// controller-manager and scheduler lead, so they reached it and run their
+// loops. Their /healthz passes before they can reach the API server, so it
+// alone does not say that.
+func (m marks) ready() time.Duration {
+	if m.readyz == 0 || m.kcmLease == 0 || m.schedLease == 0 {
 		return 0
 	}
-	return max(m.readyz, m.kcm, m.sched)
+	return max(m.readyz, m.kcmLease, m.schedLease)
 }
 
 // watch polls until every probe has passed once, or ctx ends (then it
@@ -61,17 +75,20 @@ func (p *probes) watch(ctx context.Context, start time.Time) (marks, error) {
 	var m marks
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
+	check := func(mark *time.Duration, pass func() bool) {
+		if *mark == 0 && pass() {
+			*mark = time.Since(start)
+		}
+	}
 	for {
-		if m.readyz == 0 && p.readyz(ctx) {
-			m.readyz = time.Since(start)
+		check(&m.readyz, func() bool { return p.readyz(ctx) })
+		check(&m.kcm, func() bool { return p.ok(ctx, p.inHost, "https://127.0.0.1:10257/healthz") })
+		check(&m.sched, func() bool { return p.ok(ctx, p.inHost, "https://127.0.0.1:10259/healthz") })
+		if m.readyz != 0 {
+			check(&m.kcmLease, func() bool { return p.leads(ctx, "kube-controller-manager") })
+			check(&m.schedLease, func() bool { return p.leads(ctx, "kube-scheduler") })
 		}
-		if m.kcm == 0 && p.ok(ctx, p.inHost, "https://127.0.0.1:10257/healthz") {
-			m.kcm = time.Since(start)
-		}
-		if m.sched == 0 && p.ok(ctx, p.inHost, "https://127.0.0.1:10259/healthz") {
-			m.sched = time.Since(start)
-		}
-		if m.healthy() != 0 {
+		if m.ready() != 0 && m.kcm != 0 && m.sched != 0 {
 			return m, nil
 		}
 		select {
@@ -80,6 +97,33 @@ func (p *probes) watch(ctx context.Context, start time.Time) (marks, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// leads says whether someone holds the leader lease of component in
+// kube-system.
+func (p *probes) leads(ctx context.Context, component string) bool {
+	if p.api == nil {
+		return false
+	}
+	url := p.server + "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/" + component
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := p.api.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var lease struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&lease) != nil {
+		return false
+	}
+	return lease.Spec.HolderIdentity != ""
 }
 
 // readyz loads the admin credentials once they exist (the tool makes them
@@ -92,7 +136,7 @@ func (p *probes) readyz(ctx context.Context) bool {
 		}
 		p.api = c
 	}
-	return p.ok(ctx, p.api, p.readyzURL)
+	return p.ok(ctx, p.api, p.server+"/readyz")
 }
 
 func (p *probes) ok(ctx context.Context, c *http.Client, url string) bool {

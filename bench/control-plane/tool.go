@@ -26,8 +26,6 @@ var controlPlane = []string{"etcd", "kube-apiserver", "kube-controller-manager",
 
 type toolResult struct {
 	probes    marks
-	readyz    time.Duration // first /readyz ok
-	healthy   time.Duration // /readyz and both /healthz ok
 	stepsDone time.Duration // the last control-plane step reported done
 	apply     time.Duration // the apply process exited
 	reapply   time.Duration // a second apply that changed nothing
@@ -79,10 +77,9 @@ func (b *bench) toolRound(ctx context.Context, round int) (res toolResult, err e
 		w = <-watchDone
 	}
 	if w.err != nil {
-		return res, fmt.Errorf("probes after the apply (readyz %s, controller-manager %s, scheduler %s): %w",
-			secs(w.m.readyz), secs(w.m.kcm), secs(w.m.sched), w.err)
+		return res, fmt.Errorf("probes after the apply (%s): %w", w.m, w.err)
 	}
-	res.probes, res.readyz, res.healthy = w.m, w.m.readyz, w.m.healthy()
+	res.probes = w.m
 	if res.stepsDone, err = stepsDone(lines, h.name); err != nil {
 		return res, err
 	}
