@@ -169,6 +169,7 @@ func (c *component) beginProcess() {
 	h := c.res.Unit.Health
 	ctx, cancel := context.WithCancel(context.Background())
 	c.probeCancel = cancel
+	begun := time.Now()
 	go func() {
 		for {
 			err := Probe(ctx, h)
@@ -179,10 +180,29 @@ func (c *component) beginProcess() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(h.interval()):
+			case <-time.After(c.probeInterval(h, time.Since(begun))):
 			}
 		}
 	}()
+}
+
+// GateProbeInterval is how often a process that has not yet passed
+// DefaultGateSuccesses probes in a row is probed: a health gate waits on
+// exactly that, so it should not wait whole intervals of the unit's.
+const GateProbeInterval = 250 * time.Millisecond
+
+// probeInterval is GateProbeInterval (or the unit's, if shorter) while a
+// process younger than a gate's timeout has not yet passed a gate's worth
+// of probes, and the unit's interval otherwise: a process that stays
+// unhealthy is not probed fast for ever.
+func (c *component) probeInterval(h Health, age time.Duration) time.Duration {
+	c.mu.Lock()
+	passes := c.st.Passes
+	c.mu.Unlock()
+	if passes < DefaultGateSuccesses && age < DefaultGateTimeout {
+		return min(GateProbeInterval, h.interval())
+	}
+	return h.interval()
 }
 
 func (c *component) stopProber() {
