@@ -75,8 +75,15 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("connect to containerd at %s: %w", o.Socket, err)
 	}
 	defer c.Close()
-	if ok, err := c.IsServing(ctx); err != nil || !ok {
-		return Result{}, fmt.Errorf("containerd at %s is not serving: %w", o.Socket, errors.Join(err, errors.New("not ready")))
+	// gRPC waits for a connection as long as the context lets it.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ok, err := c.IsServing(sctx)
+	cancel()
+	if err != nil {
+		return Result{}, fmt.Errorf("containerd at %s does not answer: %w", o.Socket, err)
+	}
+	if !ok {
+		return Result{}, fmt.Errorf("containerd at %s is not serving yet", o.Socket)
 	}
 	if err := criLoaded(ctx, c); err != nil {
 		return Result{}, err
