@@ -122,9 +122,9 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 				Command: []string{AgentBinary, "agent", "node-ready",
 					"--kubeconfig=" + KubeletConfFile, "--node=" + h.Name, "--kubelet-version=v" + version,
 					"--healthz=" + url("http", "127.0.0.1", KubeletHealthzPort) + "/healthz"},
-				// The kubelet's gate is on the critical path of a new cluster:
-				// probe often enough that it passes soon after the node is Ready.
-				Interval: agent.Duration(time.Second),
+				// Each probe starts a process and asks the API server; the agent
+				// probes faster while a new process is being gated.
+				Interval: agent.Duration(2 * time.Second),
 				Timeout:  agent.Duration(10 * time.Second),
 			},
 			Limits: agent.Limits{NOFILE: 1048576},

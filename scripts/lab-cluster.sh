@@ -5,14 +5,14 @@
 # `kubectl get nodes -o wide`. Safe to run again: what exists is reused and
 # the apply changes nothing.
 #
-#   scripts/lab-cluster.sh            # the lab in ./lab
+#   scripts/lab-cluster.sh            # the lab in ./mylab (make cluster)
 #   DIR=/tmp/mylab SUBNET=10.210.0.0/24 scripts/lab-cluster.sh
 #
-# Remove everything again with: bin/clusterctl lab down --dir "${DIR:-lab}"
+# Remove everything again with: bin/clusterctl lab down --dir "${DIR:-mylab}" (make cluster-down)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
-DIR=${DIR:-lab}
+DIR=${DIR:-mylab}
 SUBNET=${SUBNET:-}
 
 step() { printf '\n==> %s\n' "$*"; }
