@@ -132,6 +132,9 @@ func (s *Session) Observe(ctx context.Context) (World, error) {
 		if err != nil {
 			return err
 		}
+		if err := components.CheckRunning(ctx, ch, inst, objs); err != nil {
+			return err
+		}
 		var lab components.LabHost
 		if len(f.LabHost) > 0 {
 			if err := json.Unmarshal(f.LabHost, &lab); err != nil {

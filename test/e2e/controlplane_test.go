@@ -105,6 +105,37 @@ func TestControlPlaneOneHost(t *testing.T) {
 	})
 }
 
+// TestControlPlaneAfterReboot: a lab host restarted (like a reboot of a host
+// without systemd) comes back with no agent; plan says so and apply brings
+// the control plane back without reinstalling it.
+func TestControlPlaneAfterReboot(t *testing.T) {
+	l := newLab(t, "10.234.0.0/24", 1, 0, strings.ReplaceAll(oneControlPlane, "e2e-cp", "e2e-reboot"))
+	l.mustSpec("apply", "-auto-approve")
+	l.kubeconfig()
+	l.mustRun("lab", "restart", "--dir", l.Dir, "cp-1")
+	out, err := l.spec("plan", "-detailed-exitcode")
+	if exitCode(err) != 2 || !strings.Contains(out, "the agent is not running") {
+		t.Fatalf("plan after a reboot: exit %d, want 2 saying the agent is not running:\n%s", exitCode(err), out)
+	}
+	out = l.mustSpec("apply", "-auto-approve")
+	if strings.Contains(out, ": uploaded /") || !strings.Contains(out, "0 B uploaded") {
+		t.Errorf("bringing the agent back uploaded something:\n%s", out)
+	}
+	eventually(t, 60*time.Second, "kube-apiserver ready after the reboot", func() error {
+		out, err := l.kubectl("get", "--raw", "/readyz")
+		if err != nil || strings.TrimSpace(out) != "ok" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "plan without changes", func() error {
+		if out, err := l.spec("plan", "-detailed-exitcode"); exitCode(err) != 0 {
+			return fmt.Errorf("exit %d\n%s", exitCode(err), out)
+		}
+		return nil
+	})
+}
+
 // TestControlPlaneThreeHosts: three etcd members healthy, every API server
 // ready.
 func TestControlPlaneThreeHosts(t *testing.T) {
