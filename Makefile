@@ -47,3 +47,12 @@ cluster-down: build
 .PHONY: bench-control-plane
 bench-control-plane:
 	$(GO) run ./bench/control-plane
+
+# The other benchmarks (see bench/README.md).
+.PHONY: bench-cluster-up bench-upgrade bench-upload
+bench-cluster-up:
+	$(GO) run ./bench/cluster-up
+bench-upgrade:
+	$(GO) run ./bench/upgrade
+bench-upload:
+	$(GO) run ./bench/upload
