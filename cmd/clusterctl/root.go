@@ -80,6 +80,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newStatusCmd(g),
 		newLogsCmd(g),
 		newRollbackCmd(g),
+		newSSHCmd(g),
 		newBundleCmd(),
 		newValidateCmd(g),
 		newFmtCmd(g),
