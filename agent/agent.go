@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // Options configure an Agent. Zero values take the defaults noted.
@@ -126,7 +128,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer os.Remove(p.Socket())
 	defer ln.Close()
-	if err := writeFileAtomic(p.AgentPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(p.AgentPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(p.AgentPIDFile())

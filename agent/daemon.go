@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // Ways the agent runs.
@@ -280,7 +282,7 @@ func InstallSystemdUnit(unitPath, exe string, args []string) (changed bool, err 
 		return false, err
 	}
 	if !bytes.Equal(have, want) {
-		if err := writeFileAtomic(unitPath, want, 0o644); err != nil {
+		if err := atomicfile.Write(unitPath, want, 0o644); err != nil {
 			return false, err
 		}
 		changed = true

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // pidRecord is /run/clusterctl/<component>.pid: what a new agent needs to
@@ -46,36 +47,7 @@ func writePIDRecord(path string, r pidRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
-}
-
-// writeFileAtomic writes to a temporary name in the same folder and renames
-// it over path, so readers see the old or the new content, never a part.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Chmod(perm)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // pidRecordNames lists the components that have a pid record in the run

@@ -72,7 +72,7 @@ func (s *Session) snapshotEtcd(ctx context.Context, host, fromVersion string) (s
 	if _, err := cl.Upload(ctx, local, remote, provision.FileOptions{Mode: 0o600}); err != nil {
 		return "", fmt.Errorf("copy the etcd snapshot to %s: %w", host, err)
 	}
-	s.logf("  etcd snapshot (%s) saved to %s and %s:%s", humanBytes(n), local, host, remote)
+	s.logf("  etcd snapshot (%s) saved to %s and %s:%s", HumanBytes(n), local, host, remote)
 	return local, nil
 }
 

@@ -55,7 +55,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			uploaded += sent
 			stMu.Unlock()
 			if sent > 0 {
-				s.logf("  %s: uploaded %s (%s)", host, dest, humanBytes(sent))
+				s.logf("  %s: uploaded %s (%s)", host, dest, HumanBytes(sent))
 			}
 		},
 	}
@@ -257,7 +257,8 @@ func joinHosts(hs []string) string {
 	return out
 }
 
-func humanBytes(n int64) string {
+// HumanBytes renders a byte count for people.
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))

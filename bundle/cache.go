@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // ManifestName is the file, inside an artifact folder, that records what the
@@ -293,33 +295,10 @@ func HashFile(path string) (sum string, size int64, err error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// WriteFileAtomic writes data to a temporary file in path's folder, syncs it
-// and renames it over path, so readers see the old content or the new one,
-// never half.
+// WriteFileAtomic writes data so that readers see the old content or the
+// new one, never half (see internal/atomicfile).
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp, perm)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // TempFile creates an empty temporary file next to final (same folder, so the

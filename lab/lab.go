@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // Options says what `lab up` makes.
@@ -307,10 +309,10 @@ func (l *Lab) build(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.Dir, knownHostsFile), knownHosts(s, hostKeys), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.Dir, knownHostsFile), knownHosts(s, hostKeys), 0o644); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.Dir, specFile), labSpec(s, time.Now()), 0o644)
+	return atomicfile.Write(filepath.Join(s.Dir, specFile), labSpec(s, time.Now()), 0o644)
 }
 
 // forEachHost runs fn for every host, a few at a time, and joins the errors.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // Store reads and writes the state of one cluster under a lock.
@@ -115,7 +117,10 @@ func (f *FileStore) Write(s *State) error {
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(f.Dir, stateFile), append(b, '\n'), 0o600); err != nil {
+	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(f.Dir, stateFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	s.Serial = next.Serial
@@ -130,7 +135,10 @@ func (f *FileStore) backup(cur *State) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("state-%08d.json", cur.Serial)), append(b, '\n'), 0o600); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("back up state serial %d: %w", cur.Serial, err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("state-%08d.json", cur.Serial)), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("back up state serial %d: %w", cur.Serial, err)
 	}
 	entries, err := os.ReadDir(dir)
@@ -155,42 +163,4 @@ func (f *FileStore) backup(cur *State) error {
 		names = names[1:]
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temp file in the same folder, syncs it and
-// renames it over path, so a crash leaves either the old or the new file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

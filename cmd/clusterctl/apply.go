@@ -188,7 +188,7 @@ func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
 		}
 	}
 	fmt.Fprintf(w, "\nApply finished in %s: %d steps done, %d failed, %d skipped; %s uploaded.\n",
-		sum.Elapsed.Round(100*time.Millisecond), done, failed, skipped, humanSize(sum.Uploaded))
+		sum.Elapsed.Round(100*time.Millisecond), done, failed, skipped, apply.HumanBytes(sum.Uploaded))
 	for _, o := range sum.Result.Outcomes {
 		if o.Status == state.StepFailed {
 			fmt.Fprintf(w, "\nFailed: %s on %s\n  %s\n", o.Step.Component, strings.Join(o.Step.Hosts, ", "),
@@ -201,16 +201,6 @@ func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
 		}
 	}
 	_ = p
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // silentExitWith exits with code; err has been reported already.

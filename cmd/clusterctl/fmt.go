@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/spec"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -114,7 +115,7 @@ func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout,
 			writeUnifiedDiff(stdout, "a/"+filepath.ToSlash(name), "b/"+filepath.ToSlash(name), string(src), string(out))
 		}
 		if o.write {
-			if err := writeFileAtomic(path, out); err != nil {
+			if err := atomicfile.WriteKeepMode(path, out, 0o644); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -186,40 +187,6 @@ func fmtFiles(dir, target string, recursive bool) ([]string, error) {
 		out[i] = filepath.Clean(name)
 	}
 	return out, err
-}
-
-// writeFileAtomic replaces path with data through a temporary file in the
-// same folder and a rename, keeping the file's mode: a crash leaves either
-// the old or the new file, never half of one.
-func writeFileAtomic(path string, data []byte) error {
-	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // diffEdit is one line of a line diff: ' ' kept, '-' removed, '+' added.

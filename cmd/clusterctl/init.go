@@ -11,6 +11,7 @@ import (
 	"text/template"
 
 	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/spec"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -84,7 +85,7 @@ func runInit(g *globals, o initOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, src); err != nil {
+	if err := atomicfile.WriteKeepMode(path, src, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Wrote %s.\n", path)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/pki"
 	"github.com/spf13/cobra"
 )
@@ -79,26 +80,10 @@ what is there.`,
 	return cmd
 }
 
-// writePrivate writes a file 0600 through a temp file and a rename.
+// writePrivate writes a file 0600 (it holds a private key), atomically.
 func writePrivate(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/spf13/cobra"
 )
@@ -80,22 +80,7 @@ func savePlan(path string, p *plan.Plan) error {
 	if err := plan.WriteJSON(&b, p); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save plan: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("save plan: %w", err)
 	}
 	return nil
