@@ -73,6 +73,7 @@ func (s *Session) snapshotEtcd(ctx context.Context, host, fromVersion string) (s
 		return "", fmt.Errorf("copy the etcd snapshot to %s: %w", host, err)
 	}
 	s.logf("  etcd snapshot (%s) saved to %s and %s:%s", HumanBytes(n), local, host, remote)
+	s.emit(Event{Type: EventSnapshot, Host: host, Path: local, Bytes: n, Message: "also on the host at " + remote})
 	return local, nil
 }
 

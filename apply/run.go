@@ -56,6 +56,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			stMu.Unlock()
 			if sent > 0 {
 				s.logf("  %s: uploaded %s (%s)", host, dest, HumanBytes(sent))
+				s.emit(Event{Type: EventUpload, Host: host, Path: dest, Bytes: sent})
 			}
 		},
 	}
@@ -145,6 +146,8 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
+					s.emit(Event{Type: EventChange, Step: step.ID, Component: ch.Name, Action: ch.Action.String(), Host: ch.Host,
+						Status: state.StepFailed, Error: err.Error(), Seconds: time.Since(t0).Seconds()})
 					errs = append(errs, err)
 					var ge *components.GateError
 					if errors.As(err, &ge) {
@@ -153,13 +156,25 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 					return
 				}
 				s.logf("  %s: %s %s done in %s", ch.Host, ch.Name, ch.Action, time.Since(t0).Round(100*time.Millisecond))
+				s.emit(Event{Type: EventChange, Step: step.ID, Component: ch.Name, Action: ch.Action.String(), Host: ch.Host,
+					Status: state.StepDone, Seconds: time.Since(t0).Seconds()})
 			}()
 		}
 		wg.Wait()
 		return errors.Join(errs...)
 	}
 
-	w := &Walker{MaxSteps: s.parallelism(), Journal: journal, RunID: runID}
+	w := &Walker{MaxSteps: s.parallelism(), Journal: journal, RunID: runID, OnEvent: func(o Outcome, started bool) {
+		e := Event{Type: EventStepEnd, Step: o.Step.ID, Component: o.Step.Component, Action: o.Step.Action.String(),
+			Hosts: o.Step.Hosts, Status: o.Status, Seconds: o.Duration.Seconds()}
+		if started {
+			e.Type, e.Status, e.Seconds = EventStepStart, "", 0
+		}
+		if o.Err != nil {
+			e.Error = o.Err.Error()
+		}
+		s.emit(e)
+	}}
 	res := w.Walk(ctx, c.Plan.Steps, runStep, halt)
 	haltOnce.Do(func() { close(halt) }) // ends the forwarding goroutine
 

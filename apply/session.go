@@ -38,6 +38,8 @@ type Session struct {
 	GateTimeout time.Duration
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
+	// Events, if set, receives the same progress as records (apply -json).
+	Events func(Event)
 
 	conns    map[string]*Conn
 	agentBin components.AgentBinaryFile
@@ -385,6 +387,7 @@ func (s *Session) restorePKI(ctx context.Context, store pki.Store, table pki.Tab
 	}
 	if len(restored) > 0 {
 		s.logf("The local PKI was missing: restored %d files from the hosts.", len(restored))
+		s.emit(Event{Type: EventMessage, Message: fmt.Sprintf("the local PKI was missing: restored %d files from the hosts", len(restored))})
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var (
 		o           clusterOptions
 		autoApprove bool
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -36,7 +38,11 @@ With PLANFILE (from plan -out) it carries out exactly that plan, and refuses
 when the spec, a host or the state changed since it was made.
 
 Ctrl-C lets the running steps finish, saves the state and stops; a second
-Ctrl-C aborts at once.`,
+Ctrl-C aborts at once.
+
+-json prints one JSON object per line instead of text, for CI: the plan
+({"type":"plan"}), each step's start and end, each host's change, uploads, the
+etcd snapshot, and a summary; it needs -auto-approve or a PLANFILE.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -49,15 +55,36 @@ Ctrl-C aborts at once.`,
 				saved = p
 				autoApprove = true // approving the saved plan was the point of saving it
 			}
-			return runApply(cmd.Context(), g, &o, saved, autoApprove, stdout, stderr)
+			return runApply(cmd.Context(), g, &o, saved, autoApprove, asJSON, stdout, stderr)
 		},
 	}
 	addClusterFlags(cmd.Flags(), &o)
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the interactive approval")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable events (JSON lines) instead of text")
 	return cmd
 }
 
-func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Plan, autoApprove bool, stdout, stderr io.Writer) error {
+// applySummary is the last event of `apply -json`.
+type applySummary struct {
+	Type     string  `json:"type"` // "summary"
+	Done     int     `json:"steps_done"`
+	Failed   int     `json:"steps_failed"`
+	Skipped  int     `json:"steps_skipped"`
+	Uploaded int64   `json:"bytes_uploaded"`
+	Seconds  float64 `json:"seconds"`
+	HaltedBy string  `json:"halted_by,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Plan, autoApprove, asJSON bool, stdout, stderr io.Writer) error {
+	if asJSON && !autoApprove {
+		return errors.New("apply -json cannot ask for approval: add -auto-approve, or apply a saved plan file")
+	}
+	var enc *json.Encoder
+	if asJSON {
+		enc = json.NewEncoder(stdout)
+		stdout = io.Discard // the text; events go to the real stdout
+	}
 	// The first Ctrl-C (or SIGTERM) stops starting steps; the second, which
 	// cancels ctx in main, aborts.
 	stop := make(chan struct{})
@@ -87,6 +114,9 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		return err
 	}
 	defer s.Close()
+	if enc != nil {
+		s.Events = func(e apply.Event) { enc.Encode(e) }
+	}
 	lock, err := s.Store.Lock("apply")
 	if err != nil {
 		return err
@@ -112,8 +142,17 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 			return err
 		}
 	}
+	if enc != nil {
+		enc.Encode(struct {
+			Type string     `json:"type"`
+			Plan *plan.Plan `json:"plan"`
+		}{"plan", preview.Plan})
+	}
 	if !preview.Plan.HasChanges() {
-		_, err := s.Apply(ctx, preview, lock.ID, stop) // records hosts in a rebuilt state
+		sum, err := s.Apply(ctx, preview, lock.ID, stop) // records hosts in a rebuilt state
+		if enc != nil {
+			enc.Encode(summaryEvent(sum, err))
+		}
 		return err
 	}
 	if !autoApprove {
@@ -139,6 +178,9 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 	fmt.Fprintln(stdout)
 	sum, err := s.Apply(ctx, c, lock.ID, stop)
 	writeSummary(stdout, c.Plan, sum)
+	if enc != nil {
+		enc.Encode(summaryEvent(sum, err))
+	}
 	if err != nil {
 		if sum.HaltedBy != nil {
 			fmt.Fprintln(stdout, "\nApply stopped after a failed health gate; that component was rolled back to the generation it ran before, and nothing else was started. The hosts keep their versions, so `clusterctl plan` shows what is left.")
@@ -205,3 +247,24 @@ func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
 
 // silentExitWith exits with code; err has been reported already.
 func silentExitWith(code int, err error) error { return &exitError{code: code, quiet: true, err: err} }
+
+func summaryEvent(sum apply.Summary, err error) applySummary {
+	e := applySummary{Type: "summary", Uploaded: sum.Uploaded, Seconds: sum.Elapsed.Seconds()}
+	for _, o := range sum.Result.Outcomes {
+		switch o.Status {
+		case state.StepDone:
+			e.Done++
+		case state.StepFailed:
+			e.Failed++
+		case state.StepSkipped:
+			e.Skipped++
+		}
+	}
+	if sum.HaltedBy != nil {
+		e.HaltedBy = sum.HaltedBy.Error()
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	return e
+}

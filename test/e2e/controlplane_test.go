@@ -117,9 +117,28 @@ func TestControlPlaneAfterReboot(t *testing.T) {
 	if exitCode(err) != 2 || !strings.Contains(out, "the agent is not running") {
 		t.Fatalf("plan after a reboot: exit %d, want 2 saying the agent is not running:\n%s", exitCode(err), out)
 	}
-	out = l.mustSpec("apply", "-auto-approve")
-	if strings.Contains(out, ": uploaded /") || !strings.Contains(out, "0 B uploaded") {
-		t.Errorf("bringing the agent back uploaded something:\n%s", out)
+	// This apply runs with -json, as CI would: one event per line, ending
+	// with a summary.
+	out, err = l.runJSON(t, "-chdir="+l.Dir, "apply", "-json", "-auto-approve")
+	if err != nil {
+		t.Fatalf("apply -json: %v\n%s", err, out)
+	}
+	events := parseEvents(t, out)
+	last := events[len(events)-1]
+	if events[0]["type"] != "plan" || last["type"] != "summary" || last["steps_done"] != float64(1) || last["bytes_uploaded"] != float64(0) {
+		t.Errorf("apply -json events: first %v, last %v", events[0]["type"], last)
+	}
+	var agentDone bool
+	for _, e := range events {
+		if e["type"] == "change" && e["component"] == "agent" && e["status"] == "done" {
+			agentDone = true
+		}
+		if e["type"] == "upload" {
+			t.Errorf("bringing the agent back uploaded something: %v", e)
+		}
+	}
+	if !agentDone {
+		t.Errorf("no change event for the agent:\n%s", out)
 	}
 	eventually(t, 60*time.Second, "kube-apiserver ready after the reboot", func() error {
 		out, err := l.kubectl("get", "--raw", "/readyz")

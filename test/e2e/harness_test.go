@@ -258,3 +258,34 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 	}
 	t.Fatalf("%s: not true within %s: %v", what, timeout, err)
 }
+
+// runJSON runs clusterctl and returns its standard output only (the
+// diagnostics on standard error are dropped).
+func (l *Lab) runJSON(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+// parseEvents reads JSON lines.
+func parseEvents(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var events []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", line, err)
+		}
+		events = append(events, e)
+	}
+	if len(events) == 0 {
+		t.Fatal("no events")
+	}
+	return events
+}
