@@ -32,12 +32,13 @@ func SSHConfig(h spec.Host) provision.Config {
 		HostKeyPolicy:   provision.HostKeyPolicy(s.HostKeyPolicy),
 		Sudo:            s.Sudo,
 		SudoPasswordEnv: s.SudoPasswordEnv,
+		PassphraseEnv:   s.PassphraseEnv,
 		ConnectTimeout:  s.ConnectTimeout,
 	}
 	if s.Bastion.Address != "" {
 		cfg.ProxyJump = []provision.Config{{
 			Name: h.Name + "-bastion", Host: s.Bastion.Address, Port: s.Bastion.Port, User: s.Bastion.User,
-			IdentityFiles: s.IdentityFiles, NoAgent: !s.UseAgent,
+			IdentityFiles: s.IdentityFiles, NoAgent: !s.UseAgent, PassphraseEnv: s.PassphraseEnv,
 			KnownHostsFiles: []string{s.KnownHostsFile}, HostKeyPolicy: provision.HostKeyPolicy(s.HostKeyPolicy),
 			ConnectTimeout: s.ConnectTimeout,
 		}}
@@ -49,7 +50,7 @@ func SSHConfig(h spec.Host) provision.Config {
 // that fail are reported together (each error names its host); the
 // connections that worked are returned either way, so the caller can close
 // them.
-func Connect(ctx context.Context, hosts []spec.Host, parallelism int) (map[string]*Conn, error) {
+func Connect(ctx context.Context, hosts []spec.Host, parallelism int, passphrase func(keyFile string) ([]byte, error)) (map[string]*Conn, error) {
 	if parallelism <= 0 {
 		parallelism = 10
 	}
@@ -66,7 +67,9 @@ func Connect(ctx context.Context, hosts []spec.Host, parallelism int) (map[strin
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, err := provision.Dial(ctx, SSHConfig(h))
+			cfg := SSHConfig(h)
+			cfg.Passphrase = passphrase
+			c, err := provision.Dial(ctx, cfg)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

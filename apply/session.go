@@ -40,6 +40,9 @@ type Session struct {
 	Log io.Writer
 	// Events, if set, receives the same progress as records (apply -json).
 	Events func(Event)
+	// Passphrase, if set, is asked for an encrypted identity file whose
+	// passphrase is not in identity_passphrase_env.
+	Passphrase func(keyFile string) ([]byte, error)
 
 	conns    map[string]*Conn
 	agentBin components.AgentBinaryFile
@@ -70,7 +73,7 @@ func (s *Session) Open(ctx context.Context) error {
 		return err
 	}
 	s.agentBin = bin
-	conns, err := Connect(ctx, s.Cluster.Hosts(), s.parallelism())
+	conns, err := Connect(ctx, s.Cluster.Hosts(), s.parallelism(), s.Passphrase)
 	s.conns = conns
 	if err != nil {
 		return fmt.Errorf("cannot reach every host:\n%w", err)

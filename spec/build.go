@@ -50,6 +50,7 @@ type rawSSH struct {
 	hostKeyPolicy   strField
 	sudo            boolField
 	sudoPasswordEnv strField
+	passphraseEnv   strField
 	connectTimeout  strField
 	timeout         time.Duration
 	bastion         *rawBastion
@@ -404,6 +405,7 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 		hostKeyPolicy:   b.str(a, "host_key_policy"),
 		sudo:            b.boolean(a, "sudo"),
 		sudoPasswordEnv: b.str(a, "sudo_password_env"),
+		passphraseEnv:   b.str(a, "identity_passphrase_env"),
 		connectTimeout:  b.str(a, "connect_timeout"),
 	}
 	if u := r.user; u.set {
@@ -422,6 +424,9 @@ func (b *builder) decodeSSH(blk *hcl.Block) *rawSSH {
 	}
 	if e := r.sudoPasswordEnv; e.set && !envName(e.v) {
 		b.valueErr(e.field, "Invalid sudo_password_env", "sudo_password_env is the NAME of an environment variable that holds the password (letters, digits and '_'), not the password; got %s.", e.show(e.v))
+	}
+	if e := r.passphraseEnv; e.set && !envName(e.v) {
+		b.valueErr(e.field, "Invalid identity_passphrase_env", "identity_passphrase_env is the NAME of an environment variable that holds the passphrase of the identity files (letters, digits and '_'), not the passphrase; got %s.", e.show(e.v))
 	}
 	if t := r.connectTimeout; t.set {
 		d, err := time.ParseDuration(t.v)
@@ -499,6 +504,9 @@ func (b *builder) mergeSSH(base SSH, sudoSet bool, raw *rawSSH, host *rawHost) (
 		}
 		if raw.sudoPasswordEnv.set {
 			s.SudoPasswordEnv = raw.sudoPasswordEnv.v
+		}
+		if raw.passphraseEnv.set {
+			s.PassphraseEnv = raw.passphraseEnv.v
 		}
 		if raw.timeout > 0 {
 			s.ConnectTimeout = raw.timeout

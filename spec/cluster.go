@@ -207,6 +207,7 @@ type SSH struct {
 	Bastion         Bastion  // jump host; zero Address means none
 	Sudo            bool     // run privileged commands through sudo
 	SudoPasswordEnv string   // name of the environment variable holding the sudo password; "" means passwordless sudo
+	PassphraseEnv   string   // name of the environment variable holding the identity files' passphrase; "" means ask on a terminal
 	ConnectTimeout  time.Duration
 }
 

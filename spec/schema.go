@@ -48,6 +48,7 @@ func sshSchema() *hcl.BodySchema {
 			{Name: "host_key_policy"},
 			{Name: "sudo"},
 			{Name: "sudo_password_env"},
+			{Name: "identity_passphrase_env"},
 			{Name: "connect_timeout"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "bastion"}},

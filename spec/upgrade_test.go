@@ -47,3 +47,16 @@ func TestUpgradeBlockErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityPassphraseEnv(t *testing.T) {
+	src := minimal + "ssh {\n  identity_passphrase_env = \"KEY_PW\"\n}\n"
+	c := mustParse(t, map[string]string{"a.hcl": src}, VarInputs{})
+	if got := c.Hosts()[0].SSH.PassphraseEnv; got != "KEY_PW" {
+		t.Fatalf("PassphraseEnv = %q", got)
+	}
+	bad := minimal + "ssh {\n  identity_passphrase_env = \"my secret\"\n}\n"
+	_, diags := parseStrings(map[string]string{"a.hcl": bad}, VarInputs{})
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "Invalid identity_passphrase_env") {
+		t.Fatalf("want an error, got %v", diags)
+	}
+}

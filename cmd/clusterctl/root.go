@@ -54,12 +54,15 @@ func exitCode(err error, stderr io.Writer) int {
 type globals struct {
 	chdir string    // folder holding the spec (*.hcl), like Terraform's -chdir
 	stdin io.Reader // for approvals; os.Stdin
+	// passphrase asks for identity-file passphrases on the terminal, once
+	// per file.
+	passphrase *passphrasePrompt
 }
 
 // Run is the testable entry point: it parses args and runs one command,
 // writing to stdout and stderr only.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g := &globals{chdir: ".", stdin: os.Stdin}
+	g := &globals{chdir: ".", stdin: os.Stdin, passphrase: &passphrasePrompt{}}
 	root := &cobra.Command{
 		Use:           "clusterctl",
 		Short:         "Plan and apply Kubernetes clusters over SSH",

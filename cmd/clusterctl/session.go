@@ -51,7 +51,7 @@ func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr
 		cache = &bundle.Cache{Root: dir}
 	}
 	s := &apply.Session{Dir: g.chdir, Cluster: c, Store: o.store(g), Cache: cache, Parallelism: o.parallelism,
-		GateTimeout: o.gateTimeout, Log: log}
+		GateTimeout: o.gateTimeout, Log: log, Passphrase: g.passphrase.ask}
 	fmt.Fprintf(log, "Connecting to %d hosts ...\n", len(c.Hosts()))
 	if err := s.Open(ctx); err != nil {
 		s.Close()

@@ -54,7 +54,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 					defer wg.Done()
 					sem <- struct{}{}
 					defer func() { <-sem }()
-					cl, err := provision.Dial(ctx, apply.SSHConfig(h))
+					cfg := apply.SSHConfig(h)
+					cfg.Passphrase = g.passphrase.ask
+					cl, err := provision.Dial(ctx, cfg)
 					if err != nil {
 						hs.Error = err.Error()
 						return
@@ -165,7 +167,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 			if args[1] != components.AgentComponent && !slices.Contains(components.Names(), args[1]) {
 				return fmt.Errorf("unknown component %q (one of %s)", args[1], strings.Join(components.Names(), ", "))
 			}
-			cl, err := provision.Dial(cmd.Context(), apply.SSHConfig(h))
+			cfg := apply.SSHConfig(h)
+			cfg.Passphrase = g.passphrase.ask
+			cl, err := provision.Dial(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
