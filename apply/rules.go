@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/spec/skew"
@@ -195,4 +196,41 @@ func CheckUpgrade(observed, desired Versions) error {
 	}
 	addAll(CheckSnapshot(desired, "after the rollout"))
 	return errors.Join(errs...)
+}
+
+// checkEtcdMembership refuses to add or remove etcd members of a running
+// cluster: a new member must join with `member add` and
+// initial-cluster-state=existing, and a removed one must leave the
+// membership first, or quorum is at risk. clusterctl does not do either yet,
+// so the plan stops before anything changes.
+func checkEtcdMembership(observed, desired Versions) error {
+	var running, wanted []string
+	for _, i := range observed.instances(bundle.Etcd) {
+		running = append(running, i.host)
+	}
+	for _, i := range desired.instances(bundle.Etcd) {
+		wanted = append(wanted, i.host)
+	}
+	if len(running) == 0 || slices.Equal(running, wanted) {
+		return nil
+	}
+	var added, removed []string
+	for _, h := range wanted {
+		if !slices.Contains(running, h) {
+			added = append(added, h)
+		}
+	}
+	for _, h := range running {
+		if !slices.Contains(wanted, h) {
+			removed = append(removed, h)
+		}
+	}
+	msg := "etcd runs on " + strings.Join(running, ", ") + " and the spec wants it on " + strings.Join(wanted, ", ")
+	if len(added) > 0 {
+		msg += "; adding members (" + strings.Join(added, ", ") + ")"
+	}
+	if len(removed) > 0 {
+		msg += "; removing members (" + strings.Join(removed, ", ") + ")"
+	}
+	return &ruleError{msg: msg + ": changing the members of a running etcd cluster is not supported yet (a member must join with `etcdctl member add` and leave with `member remove` to keep quorum); keep the etcd hosts as they are"}
 }

@@ -114,3 +114,21 @@ func TestCheckUpgradeNamesHostsAndVersions(t *testing.T) {
 		}
 	}
 }
+
+func TestEtcdMembershipChangesAreRefused(t *testing.T) {
+	three := cluster(all("etcd", "3.6.16", "cp-3")...)
+	if err := checkEtcdMembership(cluster(), cluster()); err != nil {
+		t.Fatalf("same members refused: %v", err)
+	}
+	if err := checkEtcdMembership(Versions{}, three); err != nil {
+		t.Fatalf("a new cluster refused: %v", err)
+	}
+	err := checkEtcdMembership(cluster(), three)
+	if err == nil || !strings.Contains(err.Error(), "adding members (cp-3)") || !errors.Is(err, ErrSkew) {
+		t.Fatalf("adding a member: %v", err)
+	}
+	err = checkEtcdMembership(three, cluster())
+	if err == nil || !strings.Contains(err.Error(), "removing members (cp-3)") {
+		t.Fatalf("removing a member: %v", err)
+	}
+}

@@ -332,6 +332,9 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	if err := CheckUpgrade(observedVersions(world), desiredVersions(desired)); err != nil {
 		return nil, &RefusedError{Err: err}
 	}
+	if err := checkEtcdMembership(observedVersions(world), desiredVersions(desired)); err != nil {
+		return nil, &RefusedError{Err: err}
+	}
 
 	byAddr := map[string]components.Desired{}
 	var objs []plan.Object
@@ -452,11 +455,12 @@ func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
 	return fp, nil
 }
 
-// RefusedError is a plan refused by the version rules: nothing was changed.
+// RefusedError is a plan refused by the version-skew or etcd rules:
+// nothing was changed.
 type RefusedError struct{ Err error }
 
 func (e *RefusedError) Error() string {
-	return "the plan breaks the version rules, so nothing will be changed:\n  - " +
+	return "the plan is refused, so nothing will be changed:\n  - " +
 		strings.ReplaceAll(e.Err.Error(), "\n", "\n  - ")
 }
 
