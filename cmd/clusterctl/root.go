@@ -78,6 +78,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newVersionCmd(),
 		newPlanCmd(g),
 		newApplyCmd(g),
+		newDestroyCmd(g),
 		newKubeconfigCmd(g),
 		newForceUnlockCmd(g),
 		newStatusCmd(g),
