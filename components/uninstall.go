@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,11 +23,16 @@ const CNIBridge = "cni0"
 const (
 	// RunDir is the agent's socket, pid files and lock (agent.DefaultPaths).
 	RunDir = "/run/clusterctl"
-	// StateDir keeps etcd snapshots taken on the host before upgrades.
-	StateDir = "/var/lib/clusterctl"
+	// SnapshotDir keeps etcd snapshots taken on the host before upgrades,
+	// named etcd-<cluster>-<version>-<time>.db.
+	SnapshotDir = "/var/lib/clusterctl/snapshots"
 	// LabMarker marks a lab host; `clusterctl lab` wrote it, so destroy
 	// leaves it.
 	LabMarker = "lab-host.json"
+	// KeptDataFile lists, on a host destroyed with KeepData, the data
+	// folders that were kept, so that a later destroy without it removes
+	// them too.
+	KeptDataFile = ConfigRoot + "/kept-data"
 )
 
 // DestroyStages is the order `clusterctl destroy` removes components in:
@@ -56,8 +62,8 @@ type UninstallOptions struct {
 }
 
 // KeptData lists the data folders KeepData keeps on a host with these
-// components: etcd's data and containerd's images (and, on every host,
-// the etcd snapshots in StateDir).
+// components: etcd's data and containerd's images (and the cluster's etcd
+// snapshots in SnapshotDir).
 func KeptData(components []string) []string {
 	var out []string
 	if slices.Contains(components, bundle.Etcd) {
@@ -134,27 +140,32 @@ func ProbeHost(ctx context.Context, h Host, o UninstallOptions) (HostProbe, erro
 // ownedPaths are clusterctl's own host paths: whatever they hold, clusterctl
 // put there. Component data folders (/var/lib/etcd, ...) are not among
 // them: they are removed with their component, whose record says it is
-// clusterctl's.
-func ownedPaths(o UninstallOptions) []string {
-	ps := []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, LogDir, RunDir, agent.DefaultSystemdUnitPath}
-	if !o.KeepData {
-		ps = append(ps, StateDir)
-	}
-	return ps
+// clusterctl's. Nor are the snapshots: on lab hosts their folder is the
+// workstation's, shared by the labs of several clusters.
+func ownedPaths() []string {
+	return []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, LogDir, RunDir, agent.DefaultSystemdUnitPath}
 }
 
-// leftoversScript prints each owned path that exists and is not empty
-// (ignoring the lab marker in the config folder).
+// configKeep are the entries of ConfigRoot that are not clusterctl's
+// installation: the lab marker, and the list of kept folders while
+// KeepData is asked for again.
+func configKeep(o UninstallOptions) []string {
+	if o.KeepData {
+		return []string{LabMarker, path.Base(KeptDataFile)}
+	}
+	return []string{LabMarker}
+}
+
+// leftoversScript prints each owned path that exists and is not empty.
 func leftoversScript(o UninstallOptions) string {
 	var b strings.Builder
-	for _, p := range ownedPaths(o) {
-		keep := ""
+	for _, p := range ownedPaths() {
+		var keep []string
 		if p == ConfigRoot {
-			keep = LabMarker
+			keep = configKeep(o)
 		}
-		fmt.Fprintf(&b, "holds %s %s && echo %s\n", shellQuote(p), shellQuote(keep), shellQuote(p))
+		fmt.Fprintf(&b, "if holds %s; then echo %s; fi\n", shellJoin(append([]string{p}, keep...)...), shellQuote(p))
 	}
-	b.WriteString("true\n")
 	return b.String()
 }
 
@@ -172,7 +183,7 @@ func StartAgent(ctx context.Context, h Host) error {
 // and removes clusterctl's files: /opt/clusterctl (binaries), /etc/clusterctl
 // (a lab host keeps its marker), /etc/kubernetes/pki and the kubeconfigs
 // /etc/kubernetes/*.conf, /var/log/clusterctl, /run/clusterctl and, unless
-// KeepData, the snapshots in /var/lib/clusterctl. Folders that are mount
+// KeepData, the cluster's snapshots in /var/lib/clusterctl/snapshots. Folders that are mount
 // points are emptied, not removed. kept lists the data folders KeepData
 // keeps on this host (KeptData).
 func (in *Installer) UninstallHost(ctx context.Context, h Host, o UninstallOptions, kept []string) error {
@@ -183,7 +194,7 @@ func (in *Installer) UninstallHost(ctx context.Context, h Host, o UninstallOptio
 	if len(p.Running) > 0 {
 		return fmt.Errorf("%s: the agent still supervises %s; not stopping it", h.Name(), strings.Join(p.Running, ", "))
 	}
-	if out, err := h.Run(ctx, HostCleanupScript(o, kept)); err != nil {
+	if out, err := h.Run(ctx, HostCleanupScript(o, in.Cluster, kept)); err != nil {
 		return fmt.Errorf("%s: remove the agent and clusterctl's files: %w%s", h.Name(), err, outputSuffix(out))
 	}
 	p, err = ProbeHost(ctx, h, o)
@@ -212,22 +223,34 @@ unmount_under() {
 	done
 	if awk -v p="$1/" 'index($5, p) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then fail "mounts remain below $1"; fi
 }
-# holds PATH [KEEP]: PATH exists and is a file or a folder with an entry other than KEEP.
+# kept NAME KEEP...: NAME is one of the KEEP names.
+kept() { local n=$1 k; shift; for k in "$@"; do [ "$n" = "$k" ] && return 0; done; return 1; }
+# holds PATH [KEEP...]: PATH exists and is a file, or a folder with an entry not named KEEP.
 holds() {
-	[ -e "$1" ] || [ -L "$1" ] || return 1
-	[ -d "$1" ] && [ ! -L "$1" ] || return 0
-	[ -n "$(find "$1" -mindepth 1 -maxdepth 1 ! -name "${2:-.}" -print -quit 2>/dev/null)" ]
+	local d=$1 e; shift
+	[ -e "$d" ] || [ -L "$d" ] || return 1
+	[ -d "$d" ] && [ ! -L "$d" ] || return 0
+	for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+		[ -e "$e" ] || [ -L "$e" ] || continue
+		kept "${e##*/}" "$@" || return 0
+	done
+	return 1
 }
-# clear_dir PATH [KEEP]: remove PATH and everything in it, unmounting what
-# is mounted below it first. A mount point, or a folder holding KEEP, is
-# emptied and stays. (No entry found by -mindepth 1 is named ".".)
+# clear_dir PATH [KEEP...]: remove PATH and everything in it, unmounting
+# what is mounted below it first. A mount point, or a folder holding a KEEP
+# entry, is emptied (but for KEEP) and stays.
 clear_dir() {
-	[ -e "$1" ] || [ -L "$1" ] || return 0
-	if [ -L "$1" ] || [ ! -d "$1" ]; then rm -f -- "$1" || fail "cannot remove $1"; return 0; fi
-	unmount_under "$1"
-	find "$1" -mindepth 1 -maxdepth 1 ! -name "${2:-.}" -exec rm -rf --one-file-system -- {} + || fail "cannot empty $1"
-	if is_mount "$1" || { [ -n "${2:-}" ] && [ -e "$1/$2" ]; }; then return 0; fi
-	rmdir -- "$1" || fail "cannot remove $1"
+	local d=$1 e; shift
+	[ -e "$d" ] || [ -L "$d" ] || return 0
+	if [ -L "$d" ] || [ ! -d "$d" ]; then rm -f -- "$d" || fail "cannot remove $d"; return 0; fi
+	unmount_under "$d"
+	for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+		[ -e "$e" ] || [ -L "$e" ] || continue
+		kept "${e##*/}" "$@" && continue
+		rm -rf --one-file-system -- "$e" || fail "cannot remove $e"
+	done
+	if is_mount "$d" || holds "$d"; then return 0; fi
+	rmdir -- "$d" || fail "cannot remove $d"
 }
 # last_match GLOB: the last existing path the glob matches (empty if none).
 last_match() { r=; for f in $1; do [ -e "$f" ] && r=$f; done; echo "$r"; }
@@ -368,15 +391,12 @@ if [ -n "$runc" ] && [ -d ` + runcRoot + ` ]; then
 fi
 kill_procs '` + shimPattern + `'`
 
-// KeptDataFile lists, on a host destroyed with KeepData, the data folders
-// that were kept, so that a later destroy without it removes them too.
-const KeptDataFile = StateDir + "/kept-data"
-
 // HostCleanupScript stops the agent (disabling and removing its systemd
-// unit where it has one) and removes clusterctl's files. With KeepData it
-// writes kept (data folders of the host's components) to KeptDataFile;
-// without, it also removes the folders an earlier KeepData destroy kept.
-func HostCleanupScript(o UninstallOptions, kept []string) string {
+// unit where it has one) and removes clusterctl's files, and the cluster's
+// etcd snapshots. With KeepData it keeps the snapshots and writes kept
+// (data folders of the host's components) to KeptDataFile; without, it
+// also removes the folders an earlier KeepData destroy kept.
+func HostCleanupScript(o UninstallOptions, cluster string, kept []string) string {
 	unit := agent.DefaultSystemdUnitPath
 	body := []string{
 		`if [ -e ` + unit + ` ]; then`,
@@ -396,18 +416,22 @@ func HostCleanupScript(o UninstallOptions, kept []string) string {
 		"clear_dir /opt/clusterctl",
 		"clear_dir " + LogDir,
 	}
+	// This cluster's snapshots only: on lab hosts the folder is the
+	// workstation's, shared with other labs.
+	snapshots := SnapshotDir + "/etcd-" + shellQuote(cluster) + "-*.db"
 	if o.KeepData {
 		if len(kept) > 0 {
-			body = append(body, "mkdir -p "+StateDir+" && printf '%s\\n' "+shellJoin(kept...)+" > "+KeptDataFile+` || fail "cannot write `+KeptDataFile+`"`)
+			body = append(body, "mkdir -p "+ConfigRoot+" && printf '%s\\n' "+shellJoin(kept...)+" > "+KeptDataFile+` || fail "cannot write `+KeptDataFile+`"`)
 		}
 	} else {
 		body = append(body,
 			`if [ -f `+KeptDataFile+` ]; then`,
-			`	while read -r d; do`,
-			`		case $d in `+EtcdDataDir+"|"+ContainerdRoot+`) clear_dir "$d" ;; esac`,
+			`	while read -r kd; do`,
+			`		case $kd in `+EtcdDataDir+"|"+ContainerdRoot+`) clear_dir "$kd" ;; esac`,
 			`	done < `+KeptDataFile,
 			`fi`,
-			"clear_dir "+StateDir)
+			"rm -f -- "+snapshots,
+			"rmdir "+SnapshotDir+" "+path.Dir(SnapshotDir)+" 2>/dev/null")
 	}
 	body = append(body,
 		"clear_dir "+pki.HostPKIDir,
@@ -415,7 +439,7 @@ func HostCleanupScript(o UninstallOptions, kept []string) string {
 		"rmdir "+pki.HostKubeDir+" 2>/dev/null",
 		// Last: installed.json goes with it, so an interrupted destroy still
 		// finds the host's agent to remove next time.
-		"clear_dir "+ConfigRoot+" "+LabMarker,
+		"clear_dir "+shellJoin(append([]string{ConfigRoot}, configKeep(o)...)...),
 	)
 	return script(body...)
 }

@@ -108,9 +108,9 @@ COMMIT
 	}
 }
 
-// TestClearDir runs the library's clear_dir on real folders: it removes a
-// tree, keeps a named entry (and then the folder), and removes a symlink
-// without following it.
+// TestClearDir runs the library's clear_dir and holds on real folders: a
+// tree is removed, named entries are kept (and then the folder), a symlink
+// is removed without being followed.
 func TestClearDir(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(p string) {
@@ -127,12 +127,15 @@ func TestClearDir(t *testing.T) {
 	mk("conf/installed.json")
 	mk("conf/etcd/1/unit.json")
 	mk("conf/lab-host.json")
+	mk("conf/kept-data")
 	mk("outside/precious")
 	if err := os.Symlink(filepath.Join(dir, "outside"), filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := shell(`clear_dir "$1/tree"; clear_dir "$1/conf" lab-host.json; clear_dir "$1/link"; clear_dir "$1/absent"
-holds "$1/conf" lab-host.json && echo "conf holds more than the marker"
+	b, err := shell(`holds "$1/conf" lab-host.json kept-data || echo "conf holds only what is kept before clear_dir"
+clear_dir "$1/tree"; clear_dir "$1/conf" lab-host.json kept-data; clear_dir "$1/link"; clear_dir "$1/absent"
+holds "$1/conf" lab-host.json kept-data && echo "conf holds more than what is kept"
+holds "$1/conf" || echo "conf is empty"
 holds "$1/outside" || echo "outside is empty"
 exit $rc`, nil, dir)
 	if err != nil || len(b) > 0 {
@@ -145,7 +148,7 @@ exit $rc`, nil, dir)
 		}
 		return nil
 	})
-	if d := cmp.Diff([]string{"conf", "conf/lab-host.json", "outside", "outside/precious"}, left); d != "" {
+	if d := cmp.Diff([]string{"conf", "conf/kept-data", "conf/lab-host.json", "outside", "outside/precious"}, left); d != "" {
 		t.Errorf("left after clear_dir (-want +got):\n%s", d)
 	}
 }
@@ -211,7 +214,7 @@ func TestCleanupScripts(t *testing.T) {
 				scripts = append(scripts, s)
 			}
 		}
-		scripts = append(scripts, HostCleanupScript(o, []string{EtcdDataDir}), shellLib+leftoversScript(o))
+		scripts = append(scripts, HostCleanupScript(o, "lab", []string{EtcdDataDir}), shellLib+leftoversScript(o))
 	}
 	for _, s := range scripts {
 		if out, err := exec.Command("sh", "-n", "-c", s).CombinedOutput(); err != nil {
@@ -226,8 +229,11 @@ func TestCleanupScripts(t *testing.T) {
 		!strings.Contains(CleanupScript(bundle.Containerd, drop), "clear_dir "+ContainerdRoot) {
 		t.Error("containerd's root: kept with KeepData, removed without")
 	}
-	if !strings.Contains(HostCleanupScript(keep, []string{EtcdDataDir}), KeptDataFile) || strings.Contains(HostCleanupScript(keep, nil), "clear_dir "+StateDir) {
+	if !strings.Contains(HostCleanupScript(keep, "lab", []string{EtcdDataDir}), KeptDataFile) || strings.Contains(HostCleanupScript(keep, "lab", nil), SnapshotDir) {
 		t.Error("KeepData: the kept folders are listed and the snapshots stay")
+	}
+	if !strings.Contains(HostCleanupScript(drop, "lab", nil), "rm -f -- "+SnapshotDir+"/etcd-lab-*.db") {
+		t.Error("without KeepData, the cluster's snapshots (and only those) are removed")
 	}
 }
 

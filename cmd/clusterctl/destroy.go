@@ -189,7 +189,7 @@ func writeDestroyPlan(w io.Writer, dp *apply.DestroyPlan, color bool) {
 				kept = append(kept, k+" on "+h.Host)
 			}
 		}
-		kept = append(kept, "the etcd snapshots in "+components.StateDir+" on every host", "the local PKI")
+		kept = append(kept, "the etcd snapshots in "+components.SnapshotDir, "the local PKI")
 		fmt.Fprintf(w, "\nKept (-keep-data): %s.\n", strings.Join(kept, "; "))
 	}
 	writeNotInSpec(w, dp)
@@ -212,7 +212,7 @@ func address(component, host string) string { return fmt.Sprintf("component.%s[%
 func hostFiles(o components.UninstallOptions) []string {
 	fs := []string{"/opt/clusterctl", components.ConfigRoot, pki.HostPKIDir, pki.HostKubeDir + "/*.conf", components.LogDir, components.RunDir}
 	if !o.KeepData {
-		fs = append(fs, components.StateDir)
+		fs = append(fs, components.SnapshotDir+"/etcd-<cluster>-*.db")
 	}
 	return fs
 }

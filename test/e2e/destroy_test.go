@@ -15,7 +15,9 @@ import (
 // is destroyed; every host is back to what it was before the first apply
 // (no process, file, mount, route, link or iptables chain of the cluster);
 // a second destroy finds nothing; plan shows everything to create again;
-// apply brings a working cluster back; and a last destroy cleans up.
+// apply brings a working cluster back; destroy -keep-data and apply bring
+// the same cluster back with its objects; and a last destroy (without
+// -keep-data) removes the kept data too.
 func TestDestroy(t *testing.T) {
 	cluster, err := os.ReadFile(filepath.Join("..", "..", "examples", "lab", "cluster.hcl"))
 	if err != nil {
@@ -104,6 +106,37 @@ func TestDestroy(t *testing.T) {
 		if out := l.mustKubectl("get", "--raw", "/readyz"); strings.TrimSpace(out) != "ok" {
 			t.Fatalf("/readyz after the rebuild: %q", out)
 		}
+	})
+
+	t.Run("keep-data: apply brings the same cluster back", func(t *testing.T) {
+		l.mustKubectl("create", "configmap", "survivor", "--from-literal=kept=yes")
+		out := l.mustSpec("destroy", "-auto-approve", "-keep-data")
+		if !strings.Contains(out, "Kept (-keep-data): /var/lib/etcd on cp-1") || !strings.Contains(out, "Destroy complete") {
+			t.Errorf("destroy -keep-data:\n%s", out)
+		}
+		if etcd := l.mustSSH(hosts["cp-1"], "ls -A /var/lib/etcd"); !strings.Contains(etcd, "member") {
+			t.Errorf("etcd's data was not kept: %q", etcd)
+		}
+		for name, addr := range hosts {
+			for _, left := range leftovers(t, l, addr) {
+				if !strings.HasPrefix(left, "file: /var/lib/etcd/") && !strings.HasPrefix(left, "file: /var/lib/containerd/") &&
+					left != "file: /etc/clusterctl/kept-data" {
+					t.Errorf("%s after destroy -keep-data: %s", name, left)
+				}
+			}
+		}
+		if out := l.mustSpec("destroy", "-auto-approve", "-keep-data"); !strings.Contains(out, "nothing to destroy") {
+			t.Errorf("a second destroy -keep-data:\n%s", out)
+		}
+		l.mustSpec("apply", "-auto-approve")
+		// The old admin kubeconfig works: the PKI was kept.
+		eventually(t, 60*time.Second, "the ConfigMap made before destroy -keep-data", func() error {
+			out, err := l.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.kept}")
+			if err != nil || out != "yes" {
+				return fmt.Errorf("%q %v", out, err)
+			}
+			return nil
+		})
 	})
 
 	destroy("destroy of the rebuilt cluster")
