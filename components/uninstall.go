@@ -111,9 +111,9 @@ type HostProbe struct {
 }
 
 // ProbeHost asks the agent what it runs and lists clusterctl's own paths
-// that still hold something (a lab host's marker does not count). Paths
-// that KeepData keeps are not listed when it is set, so a second destroy
-// finds nothing to do.
+// that still hold something (a lab host's marker does not count, nor,
+// when KeepData is set, the list of kept folders: a second destroy with it
+// finds nothing to do).
 func ProbeHost(ctx context.Context, h Host, o UninstallOptions) (HostProbe, error) {
 	var p HostProbe
 	out, err := h.Run(ctx, "if [ -x "+AgentBinary+" ]; then echo binary; "+shellJoin(AgentBinary, "agent", "ctl", "status", "-json")+" 2>/dev/null; fi; true")
@@ -183,9 +183,9 @@ func StartAgent(ctx context.Context, h Host) error {
 // and removes clusterctl's files: /opt/clusterctl (binaries), /etc/clusterctl
 // (a lab host keeps its marker), /etc/kubernetes/pki and the kubeconfigs
 // /etc/kubernetes/*.conf, /var/log/clusterctl, /run/clusterctl and, unless
-// KeepData, the cluster's snapshots in /var/lib/clusterctl/snapshots. Folders that are mount
-// points are emptied, not removed. kept lists the data folders KeepData
-// keeps on this host (KeptData).
+// KeepData, the cluster's snapshots in /var/lib/clusterctl/snapshots.
+// Folders that are mount points are emptied, not removed. kept lists the
+// data folders KeepData keeps on this host (KeptData).
 func (in *Installer) UninstallHost(ctx context.Context, h Host, o UninstallOptions, kept []string) error {
 	p, err := ProbeHost(ctx, h, o)
 	if err != nil {
