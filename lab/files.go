@@ -45,6 +45,7 @@ func hostPaths() []hostPath {
 		{path: "/var/lib/kubelet", mode: 0o755},
 		{path: "/var/lib/containerd", mode: 0o711},
 		{path: "/var/lib/cni", mode: 0o755},
+		{path: "/var/lib/clusterctl", mode: 0o700}, // etcd snapshots taken before upgrades
 		{path: "/var/log", mode: 0o755},
 		{path: "/root", mode: 0o700},
 		{path: "/tmp", mode: 0o777 | fs.ModeSticky},
