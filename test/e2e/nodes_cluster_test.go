@@ -101,13 +101,14 @@ func httpGetScript(addr string, port int) string {
 	return fmt.Sprintf(`timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d; printf "GET / HTTP/1.0\r\nHost: x\r\n\r\n" >&3; cat <&3'`, addr, port)
 }
 
-// inPodNetns runs a shell command in the network namespace of the pod
-// with IP podIP, on the host at hostAddr: what the command sends comes
-// from the pod, as the cluster network sees it.
-func inPodNetns(podIP, command string) string {
-	return fmt.Sprintf(`for p in $(pgrep -x echo); do `+
-		`if nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " %s/"; then exec nsenter -t "$p" -n %s; fi; `+
-		`done; echo "no echo pod with IP %s on $(hostname)" >&2; exit 1`, podIP, command, podIP)
+// fromPod makes an HTTP request from inside a pod with kubectl exec (the
+// echo image's own client, `/echo get URL`) and reads the echo answer.
+func (l *Lab) fromPod(pod, url string) (echoAnswer, error) {
+	out, err := l.kubectl("exec", pod, "--", "/echo", "get", url)
+	if err != nil {
+		return echoAnswer{}, fmt.Errorf("kubectl exec %s -- /echo get %s: %v\n%s", pod, url, err, out)
+	}
+	return parseEcho(out)
 }
 
 type pod struct {
@@ -337,8 +338,7 @@ func TestNodesCluster(t *testing.T) {
 	client, server := on("worker-1"), on("worker-2")
 
 	t.Run("pod to pod across nodes without NAT", func(t *testing.T) {
-		out := l.mustSSH(addrs["worker-1"], inPodNetns(client.IP, httpGetScript(server.IP, 8080)))
-		a, err := parseEcho(out)
+		a, err := l.fromPod(client.Name, fmt.Sprintf("http://%s:8080/", server.IP))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,8 +359,7 @@ func TestNodesCluster(t *testing.T) {
 		// workers, and the pods on the other worker see the client's pod IP.
 		seen := map[string]bool{}
 		for i := 0; i < 20 && len(seen) < 2; i++ {
-			out := l.mustSSH(addrs["worker-1"], inPodNetns(client.IP, httpGetScript(clusterIP, 80)))
-			a, err := parseEcho(out)
+			a, err := l.fromPod(client.Name, fmt.Sprintf("http://%s:80/", clusterIP))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -428,10 +427,18 @@ func TestNodesCluster(t *testing.T) {
 					t.Errorf("pod %s changed after %s was killed: before %+v, after %v", p.Name, comp, p, after)
 				}
 			}
-			out := l.mustSSH(addrs["worker-1"], inPodNetns(client.IP, httpGetScript(server.IP, 8080)))
-			if a, err := parseEcho(out); err != nil || a.clientIP() != client.IP {
-				t.Errorf("pod to pod after %s was killed: %+v %v", comp, a, err)
-			}
+			// kubectl exec goes through the restarted kubelet, whose
+			// streaming server may take a moment after the node is Ready.
+			eventually(t, 30*time.Second, "pod to pod after "+comp+" was killed", func() error {
+				a, err := l.fromPod(client.Name, fmt.Sprintf("http://%s:8080/", server.IP))
+				if err != nil {
+					return err
+				}
+				if a.clientIP() != client.IP {
+					return fmt.Errorf("answer %+v, want client %s", a, client.IP)
+				}
+				return nil
+			})
 		})
 	}
 

@@ -2,11 +2,17 @@
 // HTTP server on port 8080 that answers every request with JSON naming the
 // pod that answered and the client it saw, so tests can tell which pod a
 // Service routed them to and whether the source address was kept.
+//
+// `echo get URL` is its client: it prints the answer's body, and exits 1
+// when the request fails, so `kubectl exec POD -- /echo get URL` makes a
+// request from inside a pod (the image has nothing else to run).
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -23,6 +29,9 @@ type answer struct {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2]))
+	}
 	hostname, _ := os.Hostname()
 	podIP := os.Getenv("POD_IP")
 	if podIP == "" {
@@ -68,4 +77,24 @@ func firstAddress() string {
 		}
 	}
 	return ""
+}
+
+// get fetches url and prints the body; 0 on a 2xx answer.
+func get(url string) int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo get:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		fmt.Fprintln(os.Stderr, "echo get:", err)
+		return 1
+	}
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, "echo get:", resp.Status)
+		return 1
+	}
+	return 0
 }

@@ -38,3 +38,14 @@ func TestFirstAddressIsNotLoopback(t *testing.T) {
 		t.Errorf("firstAddress() = %s", a)
 	}
 }
+
+func TestGet(t *testing.T) {
+	srv := httptest.NewServer(handler("h", "10.0.0.1"))
+	defer srv.Close()
+	if code := get(srv.URL + "/"); code != 0 {
+		t.Fatalf("get of a working server: exit %d", code)
+	}
+	if code := get("http://127.0.0.1:1/"); code != 1 {
+		t.Fatalf("get of a closed port: exit %d, want 1", code)
+	}
+}
