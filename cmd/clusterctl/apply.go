@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/apply"
@@ -85,29 +83,8 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		enc = json.NewEncoder(stdout)
 		stdout = io.Discard // the text; events go to the real stdout
 	}
-	// The first Ctrl-C (or SIGTERM) stops starting steps; the second, which
-	// cancels ctx in main, aborts.
-	stop := make(chan struct{})
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	go func() {
-		select {
-		case <-sig:
-		case <-hard.Done():
-			return
-		}
-		fmt.Fprintln(stderr, "\nInterrupt: finishing the running steps, then stopping. Press Ctrl-C again to abort.")
-		close(stop)
-		select {
-		case <-sig:
-			cancel()
-		case <-hard.Done():
-		}
-	}()
-	ctx = hard
+	ctx, stop, release := gracefulStop(ctx, stderr)
+	defer release()
 
 	s, err := openSession(ctx, g, o, stdout, stderr)
 	if err != nil {

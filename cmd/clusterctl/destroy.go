@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/apply"
@@ -59,29 +57,8 @@ destroy.`,
 }
 
 func runDestroy(ctx context.Context, g *globals, o *clusterOptions, autoApprove bool, opts components.UninstallOptions, stdout, stderr io.Writer) error {
-	// The first Ctrl-C (or SIGTERM) stops starting steps; the second, which
-	// cancels ctx in main, aborts.
-	stop := make(chan struct{})
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	go func() {
-		select {
-		case <-sig:
-		case <-hard.Done():
-			return
-		}
-		fmt.Fprintln(stderr, "\nInterrupt: finishing the running steps, then stopping. Press Ctrl-C again to abort.")
-		close(stop)
-		select {
-		case <-sig:
-			cancel()
-		case <-hard.Done():
-		}
-	}()
-	ctx = hard
+	ctx, stop, release := gracefulStop(ctx, stderr)
+	defer release()
 
 	s, err := openSession(ctx, g, o, stdout, stderr)
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/apply"
@@ -64,4 +66,34 @@ func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr
 func isTerminalFile(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// gracefulStop makes long work (apply, destroy) stop in two stages: the
+// first Ctrl-C or SIGTERM closes stop (running steps finish, nothing new
+// starts); the second cancels the returned context, aborting. release
+// ends the signal handling.
+func gracefulStop(ctx context.Context, stderr io.Writer) (context.Context, <-chan struct{}, func()) {
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// Not the caller's ctx: main cancels it on the first signal already.
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-sig:
+		case <-hard.Done():
+			return
+		}
+		fmt.Fprintln(stderr, "\nInterrupt: finishing the running steps, then stopping. Press Ctrl-C again to abort.")
+		close(stop)
+		select {
+		case <-sig:
+			cancel()
+		case <-hard.Done():
+		}
+	}()
+	return hard, stop, func() {
+		signal.Stop(sig)
+		cancel()
+	}
 }
