@@ -2,7 +2,6 @@ package components
 
 import (
 	"fmt"
-	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -99,12 +98,6 @@ func (in Input) kubeconfigFile(name, hostPath string) (File, error) {
 		return File{}, fmt.Errorf("kubeconfig %s: %w", name, err)
 	}
 	return File{Path: hostPath, Data: data, Mode: 0o600, Sensitive: true}, nil
-}
-
-// isIP reports whether s is a literal IP address.
-func isIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
 }
 
 // mergeArgs renders flags as "--name=value" sorted by name, with extra

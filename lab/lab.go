@@ -531,9 +531,6 @@ func (l *Lab) ID() string { return l.state.ID }
 // Dir is the lab folder (absolute).
 func (l *Lab) Dir() string { return l.state.Dir }
 
-// Bridge is the workstation bridge's name.
-func (l *Lab) Bridge() string { return l.state.Bridge }
-
 // ClientKeyPath is the private key root on every host accepts.
 func (l *Lab) ClientKeyPath() string { return filepath.Join(l.state.Dir, clientKeyFile) }
 

@@ -186,18 +186,6 @@ func Check(component string, v, apiserver Version) error {
 	return nil
 }
 
-// ControlPlane checks kube-controller-manager or kube-scheduler: not newer
-// than kube-apiserver and at most one minor older.
-func ControlPlane(component string, v, apiserver Version) error {
-	return againstAPIServer(component, v, apiserver, maxControlPlaneLag, RuleControlPlane)
-}
-
-// Node checks kubelet or kube-proxy: not newer than kube-apiserver and at
-// most three minors older.
-func Node(component string, v, apiserver Version) error {
-	return againstAPIServer(component, v, apiserver, maxNodeLag, RuleNode)
-}
-
 func againstAPIServer(component string, v, api Version, maxLag int, lagRule string) error {
 	const ref = "kube-apiserver"
 	e := &Error{Component: component, Version: v, Reference: ref, RefVer: api}
