@@ -249,30 +249,55 @@ func (v pkiView) Kubeconfig(name string) ([]byte, error) {
 }
 
 // memOverlay reads through to a base store and keeps writes in memory: a
-// plan sees the certificates an apply would create without writing them.
+// plan computes with the certificates an apply would create (or restore
+// from the hosts) without writing them; flush writes exactly those once
+// the plan is approved.
 type memOverlay struct {
-	base  pki.Reader
-	mu    sync.Mutex
-	files map[string][]byte
+	base   pki.Reader
+	mu     sync.Mutex
+	files  map[string]overlayFile
+	writes []string // paths in the order written: keys before their certificates
+}
+
+type overlayFile struct {
+	data []byte
+	mode fs.FileMode
 }
 
 func (m *memOverlay) Read(p string) ([]byte, error) {
 	m.mu.Lock()
-	b, ok := m.files[p]
+	f, ok := m.files[p]
 	m.mu.Unlock()
 	if ok {
-		return b, nil
+		return f.data, nil
 	}
 	return m.base.Read(p)
 }
 
-func (m *memOverlay) Write(p string, data []byte, _ fs.FileMode) error {
+func (m *memOverlay) Write(p string, data []byte, mode fs.FileMode) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.files == nil {
-		m.files = map[string][]byte{}
+		m.files = map[string]overlayFile{}
 	}
-	m.files[p] = slices.Clone(data)
+	if _, ok := m.files[p]; !ok {
+		m.writes = append(m.writes, p)
+	}
+	m.files[p] = overlayFile{data: slices.Clone(data), mode: mode}
+	return nil
+}
+
+// flush writes what was written to the overlay into dst, in order.
+func (m *memOverlay) flush(dst pki.Store) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.writes {
+		f := m.files[p]
+		if err := dst.Write(p, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	m.files, m.writes = nil, nil
 	return nil
 }
 
@@ -282,12 +307,23 @@ type Computed struct {
 	World     World
 	Desired   map[string]components.Desired // by object address
 	PKIReport pki.Report
+	pki       *memOverlay // certificates made or restored for this plan, not yet saved
 }
 
-// Plan observes the hosts and computes the plan. With write set, the PKI
-// is brought up to date in the state folder first (apply); otherwise new
-// certificates exist only in memory (plan).
-func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
+// SavePKI writes the certificates and keys the plan made or restored into
+// the state folder. Apply calls it once the plan is approved, so what is
+// installed on the hosts is exactly what the plan was computed from.
+func (s *Session) SavePKI(c *Computed) error {
+	if err := c.pki.flush(pki.DirStore{Root: s.Store.PKIDir()}); err != nil {
+		return fmt.Errorf("save the PKI in %s: %w", s.Store.PKIDir(), err)
+	}
+	return nil
+}
+
+// Plan observes the hosts and computes the plan. New certificates (and ones
+// restored from the hosts after a lost state folder) exist only in memory
+// until SavePKI.
+func (s *Session) Plan(ctx context.Context) (*Computed, error) {
 	world, err := s.Observe(ctx)
 	if err != nil {
 		return nil, err
@@ -301,10 +337,7 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 	if err != nil {
 		return nil, err
 	}
-	var store pki.Store = pki.DirStore{Root: s.Store.PKIDir()}
-	if !write {
-		store = &memOverlay{base: store}
-	}
+	store := &memOverlay{base: pki.DirStore{Root: s.Store.PKIDir()}}
 	if err := s.restorePKI(ctx, store, table, world); err != nil {
 		return nil, err
 	}
@@ -365,7 +398,7 @@ func (s *Session) Plan(ctx context.Context, write bool) (*Computed, error) {
 		Steps:         steps,
 		Warnings:      report.Warnings(),
 	}
-	return &Computed{Plan: p, World: world, Desired: byAddr, PKIReport: report}, nil
+	return &Computed{Plan: p, World: world, Desired: byAddr, PKIReport: report, pki: store}, nil
 }
 
 // restorePKI rebuilds a lost local PKI from the hosts: when the local

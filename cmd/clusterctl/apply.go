@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -104,18 +103,18 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		}
 	}()
 
-	preview, err := s.Plan(ctx, false)
+	c, err := s.Plan(ctx)
 	if err != nil {
 		return err
 	}
 	color := !o.spec.noColor && isTerminal(stdout)
 	if saved != nil {
-		if why := saved.Fingerprint.Compare(preview.Plan.Fingerprint); len(why) > 0 {
+		if why := saved.Fingerprint.Compare(c.Plan.Fingerprint); len(why) > 0 {
 			return fmt.Errorf("the saved plan is stale and was not applied: %s; run `clusterctl plan` again", strings.Join(why, "; "))
 		}
 	} else {
 		fmt.Fprintln(stdout)
-		if err := plan.WriteText(stdout, preview.Plan, plan.TextOptions{Color: color}); err != nil {
+		if err := plan.WriteText(stdout, c.Plan, plan.TextOptions{Color: color}); err != nil {
 			return err
 		}
 	}
@@ -123,10 +122,15 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		enc.Encode(struct {
 			Type string     `json:"type"`
 			Plan *plan.Plan `json:"plan"`
-		}{"plan", preview.Plan})
+		}{"plan", c.Plan})
 	}
-	if !preview.Plan.HasChanges() {
-		sum, err := s.Apply(ctx, preview, lock.ID, stop) // records hosts in a rebuilt state
+	if !c.Plan.HasChanges() {
+		// Nothing to change on the hosts, but a lost state folder is
+		// rebuilt from them: the restored PKI and the state file.
+		if err := s.SavePKI(c); err != nil {
+			return err
+		}
+		sum, err := s.Apply(ctx, c, lock.ID, stop)
 		if enc != nil {
 			enc.Encode(summaryEvent(sum, err))
 		}
@@ -143,14 +147,10 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		}
 	}
 
-	// The PKI is written for real now; the plan is computed once more from
-	// it and must do the same things as the one approved.
-	c, err := s.Plan(ctx, true)
-	if err != nil {
+	// What is installed is exactly what the approved plan was computed
+	// from, certificates included.
+	if err := s.SavePKI(c); err != nil {
 		return err
-	}
-	if a, b := actions(preview.Plan), actions(c.Plan); !slices.Equal(a, b) {
-		return fmt.Errorf("the hosts changed while the plan was waiting for approval; nothing was applied, run apply again")
 	}
 	fmt.Fprintln(stdout)
 	sum, err := s.Apply(ctx, c, lock.ID, stop)
@@ -167,19 +167,6 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		return silentExitWith(1, err)
 	}
 	return nil
-}
-
-// actions lists a plan's (address, action) pairs, to compare two plans.
-func actions(p *plan.Plan) []string {
-	var out []string
-	for _, c := range p.Changes {
-		if c.Kind == "cert" {
-			continue // new certificates differ between a plan and its apply
-		}
-		out = append(out, c.Address+" "+c.Action.String())
-	}
-	slices.Sort(out)
-	return out
 }
 
 func confirm(stdin io.Reader, stdout io.Writer) (bool, error) {

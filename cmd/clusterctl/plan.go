@@ -38,7 +38,7 @@ Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
 				return err
 			}
 			defer s.Close()
-			c, err := s.Plan(ctx, false)
+			c, err := s.Plan(ctx)
 			if err != nil {
 				return err
 			}

@@ -102,6 +102,25 @@ func TestControlPlaneOneHost(t *testing.T) {
 		if !strings.Contains(out, "restored") {
 			t.Errorf("plan did not say it restored the PKI:\n%s", out)
 		}
+		// plan writes nothing; apply (with nothing to change on the hosts)
+		// keeps the rebuilt state and PKI, so the same CA signs from now on.
+		if _, err := os.Stat(filepath.Join(l.Dir, ".clusterctl", "pki", "ca.crt")); err == nil {
+			t.Error("plan wrote the restored PKI; only apply should")
+		}
+		l.mustSpec("apply", "-auto-approve")
+		for _, f := range []string{"pki/ca.crt", "pki/ca.key", "state.json"} {
+			if _, err := os.Stat(filepath.Join(l.Dir, ".clusterctl", f)); err != nil {
+				t.Errorf("after apply: %v", err)
+			}
+		}
+		out = l.mustSpec("plan", "-detailed-exitcode")
+		if strings.Contains(out, "restored") {
+			t.Errorf("the PKI was restored again after apply saved it:\n%s", out)
+		}
+		l.kubeconfig()
+		if out := l.mustKubectl("get", "--raw", "/readyz"); strings.TrimSpace(out) != "ok" {
+			t.Errorf("/readyz with the kubeconfig from the restored PKI: %q", out)
+		}
 	})
 }
 
