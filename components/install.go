@@ -233,30 +233,22 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 
 	now := time.Now().UTC()
 	rec := Generation{Number: gen, Version: d.Version, ConfigHash: hash, Args: d.Unit.Args, Files: files, UpdatedAt: now}
-	var prune []int
+	// Generation folders that are neither current nor kept are removed.
+	keep := map[int]bool{gen: true}
 	err = in.record(ctx, h, d.Component, func(inst *Installed) {
 		old, had := inst.Components[d.Component]
 		ic := InstalledComponent{Generation: rec}
 		if had && old.Number > 0 {
 			ic.Previous = append([]Generation{old.Generation}, old.Previous...)
 		}
-		if len(ic.Previous) > in.keep() {
-			for _, g := range ic.Previous[in.keep():] {
-				prune = append(prune, g.Number)
-			}
-			ic.Previous = ic.Previous[:in.keep()]
+		ic.Previous = ic.Previous[:min(len(ic.Previous), in.keep())]
+		for _, g := range ic.Previous {
+			keep[g.Number] = true
 		}
 		inst.Components[d.Component] = ic
 	})
 	if err != nil {
 		return step("record the installation", err)
-	}
-	// Generation folders that are neither current nor kept are removed.
-	keep := map[int]bool{gen: true}
-	if inst, err := in.read(ctx, h); err == nil {
-		for _, g := range inst.Components[d.Component].Previous {
-			keep[g.Number] = true
-		}
 	}
 	var rm []string
 	for _, g := range gens {
