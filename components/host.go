@@ -4,6 +4,8 @@ import (
 	"context"
 	"io/fs"
 	"strings"
+
+	"github.com/clusterctl/clusterctl/provision"
 )
 
 // Host is what components need from a connection to a host. The SSH client
@@ -23,15 +25,8 @@ type Host interface {
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+// shellQuote quotes s for a POSIX shell (the transport's quoting).
+func shellQuote(s string) string { return provision.Quote(s) }
 
 func shellJoin(args ...string) string {
 	q := make([]string, len(args))

@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 func main() {
@@ -89,10 +91,10 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) erro
 		}
 	}()
 	b := &bench{subnet: subnet, work: work, stage: filepath.Join(work, "floor-stage")}
-	if b.root, err = moduleRoot(ctx); err != nil {
+	if b.root, err = benchkit.ModuleRoot(ctx); err != nil {
 		return err
 	}
-	if b.bin, err = clusterctl(ctx, b.root, work, binary); err != nil {
+	if b.bin, err = benchkit.Clusterctl(ctx, work, binary); err != nil {
 		return err
 	}
 	fmt.Printf("3-host lab (1 control plane + 2 workers, kubernetes 1.37.2) in %s: from nothing to every node Ready, %d round(s)\n", subnet, rounds)
@@ -103,19 +105,19 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) erro
 			return fmt.Errorf("tool round %d: %w", r, err)
 		}
 		tools = append(tools, tool)
-		fmt.Printf("tool  %d: %s (clusterctl apply -auto-approve; every node Ready, every kube-proxy healthy)\n", r, secs(tool))
+		fmt.Printf("tool  %d: %s (clusterctl apply -auto-approve; every node Ready, every kube-proxy healthy)\n", r, benchkit.Secs(tool))
 		floor, err := b.floorRound(ctx, r)
 		if err != nil {
 			return fmt.Errorf("floor round %d: %w", r, err)
 		}
 		floors = append(floors, floor.total)
 		fmt.Printf("floor %d: %s (copy and start %.0f MB over ssh to 3 hosts in parallel: %s; then every node Ready and every kube-proxy healthy)\n",
-			r, secs(floor.total), b.floorMB, secs(floor.started))
+			r, benchkit.Secs(floor.total), b.floorMB, benchkit.Secs(floor.started))
 	}
-	t, f := median(tools), median(floors)
+	t, f := benchkit.Median(tools), benchkit.Median(floors)
 	fmt.Printf("\n%-34s %8s %8s\n", "", "min", "median")
-	fmt.Printf("%-34s %8s %8s\n", "tool: nothing to all nodes Ready", secs(slices.Min(tools)), secs(t))
-	fmt.Printf("%-34s %8s %8s\n", "floor: nothing to all nodes Ready", secs(slices.Min(floors)), secs(f))
+	fmt.Printf("%-34s %8s %8s\n", "tool: nothing to all nodes Ready", benchkit.Secs(slices.Min(tools)), benchkit.Secs(t))
+	fmt.Printf("%-34s %8s %8s\n", "floor: nothing to all nodes Ready", benchkit.Secs(slices.Min(floors)), benchkit.Secs(f))
 	fmt.Printf("ratio tool/floor (medians): %.2f   (target: <= 1.5, and the tool <= 45s)\n", t.Seconds()/f.Seconds())
 	return nil
 }
@@ -212,42 +214,6 @@ func (b *bench) floorRound(ctx context.Context, r int) (floorResult, error) {
 	}
 	return res, nil
 }
-
-// moduleRoot is the repository this benchmark belongs to.
-func moduleRoot(ctx context.Context) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	p := strings.TrimSpace(string(gomod))
-	if err != nil || p == "" || p == os.DevNull {
-		return "", fmt.Errorf("run from the repository (go env GOMOD): %v", err)
-	}
-	return filepath.Dir(p), nil
-}
-
-// clusterctl returns the binary to measure, building it when none is given.
-func clusterctl(ctx context.Context, root, work, given string) (string, error) {
-	if given != "" {
-		return filepath.Abs(given)
-	}
-	bin := filepath.Join(work, "clusterctl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/clusterctl")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build clusterctl: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func median(v []time.Duration) time.Duration {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

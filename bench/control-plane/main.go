@@ -31,13 +31,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 func main() {
@@ -85,11 +85,11 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 			os.RemoveAll(work)
 		}
 	}()
-	b := &bench{subnet: subnet, work: work, stage: filepath.Join(work, "floor-stage"), kubectl: kubectlPath()}
+	b := &bench{subnet: subnet, work: work, stage: filepath.Join(work, "floor-stage"), kubectl: benchkit.Kubectl("1.37.2")}
 	if _, err := os.Stat(b.kubectl); err != nil {
 		return fmt.Errorf("kubectl from the bundle: %w (run `make bundle`)", err)
 	}
-	if b.bin, err = clusterctl(ctx, work, binary); err != nil {
+	if b.bin, err = benchkit.Clusterctl(ctx, work, binary); err != nil {
 		return err
 	}
 
@@ -108,7 +108,7 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 		}
 		tools = append(tools, t)
 		fmt.Printf("\ntool  %d: %s; control-plane steps done %s, whole apply %s; no-change re-apply %s\n",
-			r, t.probes, secs(t.stepsDone), secs(t.apply), secs(t.reapply))
+			r, t.probes, benchkit.Secs(t.stepsDone), benchkit.Secs(t.apply), benchkit.Secs(t.reapply))
 		t.timeline.print(os.Stdout)
 
 		f, err := b.floorRound(ctx, r)
@@ -116,38 +116,10 @@ func run(ctx context.Context, rounds int, subnet, binary string, keep bool) (err
 			return fmt.Errorf("floor round %d: %w", r, err)
 		}
 		floors = append(floors, f)
-		fmt.Printf("floor %d: copy %s, then %s\n", r, secs(f.copy), f.probes)
+		fmt.Printf("floor %d: copy %s, then %s\n", r, benchkit.Secs(f.copy), f.probes)
 	}
 	summary(tools, floors, b.floorMB)
 	return nil
-}
-
-// clusterctl returns the binary to measure, building it when none is given.
-func clusterctl(ctx context.Context, work, given string) (string, error) {
-	if given != "" {
-		return filepath.Abs(given)
-	}
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return "", fmt.Errorf("find the module to build clusterctl from (run from the repository, or pass -clusterctl): %v", err)
-	}
-	bin := filepath.Join(work, "clusterctl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/clusterctl")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build clusterctl: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func kubectlPath() string {
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "clusterctl", "artifacts", "kubectl", "1.37.2", "linux-amd64", "kubectl")
 }
 
 func summary(tools []toolResult, floors []floorResult, floorMB float64) {
@@ -177,29 +149,13 @@ func summary(tools []toolResult, floors []floorResult, floorMB float64) {
 	}
 	fmt.Printf("\n%-60s %8s %8s\n", "", "min", "median")
 	for _, r := range rows {
-		fmt.Printf("%-60s %8s %8s\n", r.name, secs(slices.Min(r.v)), secs(median(r.v)))
+		fmt.Printf("%-60s %8s %8s\n", r.name, benchkit.Secs(slices.Min(r.v)), benchkit.Secs(benchkit.Median(r.v)))
 	}
 	ratio := func(a, b int) string {
-		return fmt.Sprintf("%.1f", median(rows[a].v).Seconds()/median(rows[b].v).Seconds())
+		return fmt.Sprintf("%.1f", benchkit.Median(rows[a].v).Seconds()/benchkit.Median(rows[b].v).Seconds())
 	}
 	fmt.Println("\nratios tool/floor (medians):")
 	fmt.Printf("  apiserver /readyz ok:     %s vs the floor with copy, %s vs files in place\n", ratio(0, 6), ratio(0, 7))
 	fmt.Printf("  control plane ready:      %s vs the floor with copy, %s vs files in place\n", ratio(1, 8), ratio(1, 9))
 	fmt.Printf("  control-plane steps done: %s vs the floor ready with copy\n", ratio(2, 8))
-}
-
-func median(v []time.Duration) time.Duration {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func secs(d time.Duration) string {
-	if d <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1fs", d.Seconds())
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 // pollEvery is the probes' period: it bounds how late a moment is seen.
@@ -55,7 +57,7 @@ type marks struct {
 
 func (m marks) String() string {
 	return fmt.Sprintf("first ok: /readyz %s, kcm /healthz %s, scheduler /healthz %s, kcm lease %s, scheduler lease %s: ready %s",
-		secs(m.readyz), secs(m.kcm), secs(m.sched), secs(m.kcmLease), secs(m.schedLease), secs(m.ready()))
+		benchkit.Secs(m.readyz), benchkit.Secs(m.kcm), benchkit.Secs(m.sched), benchkit.Secs(m.kcmLease), benchkit.Secs(m.schedLease), benchkit.Secs(m.ready()))
 }
 
 // ready is when the control plane works: the API server is ready and the

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 const clusterHCL = `cluster "bench" {
@@ -297,9 +299,9 @@ func newTimeline(lines []line, agentLog string, start time.Time) (timeline, erro
 }
 
 func (t timeline) print(w io.Writer) {
-	fmt.Fprintf(w, "        plan until the first step %s; seconds since the apply started (process started, first passing probe: the agent's log):\n", secs(t.plan))
+	fmt.Fprintf(w, "        plan until the first step %s; seconds since the apply started (process started, first passing probe: the agent's log):\n", benchkit.Secs(t.plan))
 	fmt.Fprintf(w, "        %-24s %6s %8s %8s %6s\n", "step", "start", "process", "healthy", "done")
 	for _, s := range t.steps {
-		fmt.Fprintf(w, "        %-24s %6s %8s %8s %6s\n", s.component, secs(s.start), secs(s.started), secs(s.healthy), secs(s.done))
+		fmt.Fprintf(w, "        %-24s %6s %8s %8s %6s\n", s.component, benchkit.Secs(s.start), benchkit.Secs(s.started), benchkit.Secs(s.healthy), benchkit.Secs(s.done))
 	}
 }

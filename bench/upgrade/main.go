@@ -27,6 +27,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 func main() {
@@ -57,13 +59,8 @@ func run(ctx context.Context, rounds int, subnet, binary string) error {
 	}
 	defer os.RemoveAll(work)
 	b := &bench{bin: binary, subnet: subnet, work: work}
-	if b.bin == "" {
-		b.bin = filepath.Join(work, "clusterctl")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.bin, "./cmd/clusterctl")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build clusterctl: %v\n%s", err, out)
-		}
+	if b.bin, err = benchkit.Clusterctl(ctx, work, binary); err != nil {
+		return err
 	}
 	if b.cluster, err = os.ReadFile("examples/lab/cluster.hcl"); err != nil {
 		return fmt.Errorf("run from the repository root: %w", err)
@@ -74,20 +71,20 @@ func run(ctx context.Context, rounds int, subnet, binary string) error {
 		if err != nil {
 			return fmt.Errorf("round %d, upgrade: %w", r, err)
 		}
-		fmt.Printf("round %d: upgrade 1.36.3 -> 1.37.2 took %s\n", r, secs(up))
+		fmt.Printf("round %d: upgrade 1.36.3 -> 1.37.2 took %s\n", r, benchkit.Secs(up))
 		for _, s := range steps {
-			fmt.Printf("    %-40s %s\n", s.what, secs(s.took))
+			fmt.Printf("    %-40s %s\n", s.what, benchkit.Secs(s.took))
 		}
 		in, err := b.installRound(ctx, r)
 		if err != nil {
 			return fmt.Errorf("round %d, fresh install: %w", r, err)
 		}
-		fmt.Printf("round %d: fresh install of 1.37.2 took %s\n", r, secs(in))
+		fmt.Printf("round %d: fresh install of 1.37.2 took %s\n", r, benchkit.Secs(in))
 		upgrades, installs = append(upgrades, up), append(installs, in)
 	}
-	mu, mi := median(upgrades), median(installs)
-	fmt.Printf("\nupgrade of the 3-host lab (1.36.3/etcd 3.6 -> 1.37.2/etcd 3.7): median %s (min %s) over %d rounds\n", secs(mu), secs(slices.Min(upgrades)), rounds)
-	fmt.Printf("fresh install of 1.37.2 on the same lab size (baseline):      median %s (min %s)\n", secs(mi), secs(slices.Min(installs)))
+	mu, mi := benchkit.Median(upgrades), benchkit.Median(installs)
+	fmt.Printf("\nupgrade of the 3-host lab (1.36.3/etcd 3.6 -> 1.37.2/etcd 3.7): median %s (min %s) over %d rounds\n", benchkit.Secs(mu), benchkit.Secs(slices.Min(upgrades)), rounds)
+	fmt.Printf("fresh install of 1.37.2 on the same lab size (baseline):      median %s (min %s)\n", benchkit.Secs(mi), benchkit.Secs(slices.Min(installs)))
 	fmt.Printf("ratio upgrade / fresh install: %.2f\n", mu.Seconds()/mi.Seconds())
 	return nil
 }
@@ -189,11 +186,3 @@ func joinLines(ls []string) string {
 	}
 	return out
 }
-
-func median(v []time.Duration) time.Duration {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

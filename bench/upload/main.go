@@ -20,12 +20,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/lab"
 	"github.com/clusterctl/clusterctl/provision"
+
+	"github.com/clusterctl/clusterctl/bench/internal/benchkit"
 )
 
 // initArg makes this binary act as the lab host's init (see lab.Options.Self).
@@ -139,7 +140,7 @@ func run(ctx context.Context, sizeMiB, rounds int, subnet string) (err error) {
 			return fmt.Errorf("round %d: ssh cat wrote %q bytes", r+1, res)
 		}
 	}
-	mu, mc := median(up), median(cat)
+	mu, mc := benchkit.Median(up), benchkit.Median(cat)
 	fmt.Printf("median: provision.Upload %.1f MB/s, ssh 'cat > f' %.1f MB/s\n", mu, mc)
 	fmt.Printf("ratio provision/openssh: %.2f (target >= 0.8)\n", mu/mc)
 	return nil
@@ -161,13 +162,4 @@ func randomName() string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return fmt.Sprintf("%x", b)
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
 	"github.com/spf13/cobra"
 )
@@ -95,24 +96,9 @@ func sshArgs(h spec.Host, command []string) []string {
 
 // shellLine quotes argv for a POSIX shell.
 func shellLine(argv []string) string {
-	out := ""
+	q := make([]string, len(argv))
 	for i, a := range argv {
-		if i > 0 {
-			out += " "
-		}
-		if a == "" || !safeWord(a) {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		out += a
+		q[i] = provision.Quote(a)
 	}
-	return out
-}
-
-func safeWord(s string) bool {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r == '@' || r == ',') {
-			return false
-		}
-	}
-	return true
+	return strings.Join(q, " ")
 }
