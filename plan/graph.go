@@ -98,7 +98,7 @@ func Graph(changes []Change, order Order, components []string) ([]Step, error) {
 			add(groupStep(comp, batch, suffix))
 		}
 		if len(deletes) > 0 {
-			add(groupStep(comp, deletes, "delete"))
+			add(groupStep(comp, deletes, ""))
 		}
 	}
 
@@ -131,11 +131,10 @@ func groupStep(comp string, cs []Change, suffix string) Step {
 			s.Action = Update // a mixed group: shown as an update
 		}
 	}
-	id := comp + ":" + s.Action.String()
-	if suffix != "" && suffix != "delete" {
-		id = comp + ":" + suffix
+	s.ID = comp + ":" + s.Action.String()
+	if suffix != "" {
+		s.ID = comp + ":" + suffix // a rolling batch: its hosts
 	}
-	s.ID = id
 	return s
 }
 
