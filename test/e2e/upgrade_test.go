@@ -39,6 +39,13 @@ spec:
   type: NodePort
   selector: {app: echo}
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: echo}
+spec:
+  minAvailable: 3
+  selector: {matchLabels: {app: echo}}
 `
 
 // poller hits a URL until stopped and counts the answers.
@@ -89,6 +96,14 @@ func TestUpgradeAndRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Workers are drained before their kubelet changes (PodDisruptionBudget
+	// respected) and uncordoned after: the Service must stay up anyway.
+	withDrain := strings.Replace(string(cluster), "  service_cidr       = \"10.96.0.0/12\"\n",
+		"  service_cidr       = \"10.96.0.0/12\"\n\n  upgrade {\n    drain = true\n  }\n", 1)
+	if withDrain == string(cluster) {
+		t.Fatal("examples/lab/cluster.hcl changed: cannot add the upgrade block")
+	}
+	cluster = []byte(withDrain)
 	l := newLab(t, "10.233.0.0/24", 1, 2, string(cluster))
 	const cp, w1 = "10.233.0.11", "10.233.0.12"
 	l.mustSpec("apply", "-auto-approve", "-var", "kubernetes_version=1.36.3")
@@ -112,6 +127,14 @@ func TestUpgradeAndRollback(t *testing.T) {
 		t.Logf("upgrade took %s; service answered %d of %d requests (%.2f%%) during it", elapsed.Round(time.Second), ok, total, 100*rate)
 		if !strings.Contains(out, "etcd snapshot") {
 			t.Errorf("no etcd snapshot before the etcd upgrade:\n%s", out)
+		}
+		for _, w := range []string{"worker-1", "worker-2"} {
+			if !strings.Contains(out, w+": draining") {
+				t.Errorf("%s was not drained before its kubelet changed:\n%s", w, out)
+			}
+		}
+		if cordoned := l.mustKubectl("get", "nodes", "-o", "jsonpath={.items[?(@.spec.unschedulable)].metadata.name}"); strings.TrimSpace(cordoned) != "" {
+			t.Errorf("nodes left cordoned after the upgrade: %s", cordoned)
 		}
 		if rate < 0.95 {
 			t.Errorf("service availability during the upgrade %.2f%%, want at least 95%% (target 99%%)", 100*rate)
