@@ -32,6 +32,11 @@ type Rule struct {
 	// one step.
 	Rolling   bool
 	BatchSize int
+	// RemoveAfterOnHost lists components that, on the same host, are
+	// removed before this one, beyond the reverse of the rules above (the
+	// kubelet after kube-proxy: the kubelet's cleanup sweeps the iptables
+	// chains of both once neither runs).
+	RemoveAfterOnHost []string
 }
 
 // Order maps component names to their rules. Components not in the order
@@ -41,7 +46,14 @@ type Order map[string]Rule
 // Graph orders component changes into steps following order. Changes of
 // other kinds (certificates) are not steps of their own: components carry
 // the files they need. Steps are returned in a valid execution order.
-func Graph(changes []Change, order Order, components []string) ([]Step, error) {
+//
+// Creates, upgrades and updates follow the rules; deletes follow them with
+// the edges reversed (a component goes only after everything that needs it
+// went, on the same host or anywhere), so a destroy, or a host leaving the
+// spec, takes the rollout apart in the opposite order. With reverse, every
+// change is ordered that way and rolling batches go in the reverse of the
+// hosts' order: a rollback undoes an upgrade from its end.
+func Graph(changes []Change, order Order, components []string, reverse bool) ([]Step, error) {
 	byComp := map[string][]Change{}
 	for _, c := range changes {
 		if c.Kind != "component" || c.Action == NoOp {
@@ -57,9 +69,13 @@ func Graph(changes []Change, order Order, components []string) ([]Step, error) {
 			names = append(names, n)
 		}
 	}
+	if reverse {
+		slices.Reverse(names)
+	}
 
 	var steps []Step
-	stepsOf := map[string][]int{} // component → indexes into steps
+	forward := map[string][]int{} // component → its steps that follow the rules
+	backward := map[string][]int{} // component → its steps that follow them reversed
 	for _, comp := range names {
 		cs := byComp[comp]
 		if len(cs) == 0 {
@@ -69,50 +85,77 @@ func Graph(changes []Change, order Order, components []string) ([]Step, error) {
 		var creates, rolling, deletes []Change
 		for _, c := range cs {
 			switch {
-			case c.Action == Create:
-				creates = append(creates, c)
 			case c.Action == Delete:
 				deletes = append(deletes, c)
-			case rule.Rolling:
+			case c.Action == Create && !reverse:
+				creates = append(creates, c)
+			case rule.Rolling || reverse:
 				rolling = append(rolling, c)
 			default:
 				creates = append(creates, c) // non-rolling updates go at once
 			}
 		}
+		if reverse {
+			slices.Reverse(rolling)
+		}
 		var prev string
-		add := func(s Step) {
+		add := func(s Step, back bool) {
 			if prev != "" {
 				s.DependsOn = append(s.DependsOn, prev)
 			}
 			prev = s.ID
-			stepsOf[comp] = append(stepsOf[comp], len(steps))
+			if back {
+				backward[comp] = append(backward[comp], len(steps))
+			} else {
+				forward[comp] = append(forward[comp], len(steps))
+			}
 			steps = append(steps, s)
 		}
 		if len(creates) > 0 {
-			add(groupStep(comp, creates, ""))
+			add(groupStep(comp, creates, ""), false)
 		}
 		size := max(rule.BatchSize, 1)
+		if reverse {
+			size = 1
+		}
 		for i := 0; i < len(rolling); i += size {
 			batch := rolling[i:min(i+size, len(rolling))]
 			suffix := strings.Join(hostsOf(batch), ",")
-			add(groupStep(comp, batch, suffix))
+			add(groupStep(comp, batch, suffix), reverse)
 		}
 		if len(deletes) > 0 {
-			add(groupStep(comp, deletes, ""))
+			add(groupStep(comp, deletes, ""), true)
 		}
 	}
 
-	// Cross-component edges.
+	// Cross-component edges: a forward step waits for the forward steps of
+	// what its rule names; a reversed step of X waits for the reversed
+	// steps of every component whose rule names X.
 	for i := range steps {
 		s := &steps[i]
+		if slices.Contains(backward[s.Component], i) {
+			for _, other := range names {
+				rule := order[other]
+				for _, j := range backward[other] {
+					if j == i {
+						continue
+					}
+					if slices.Contains(rule.After, s.Component) ||
+						(slices.Contains(rule.AfterOnHost, s.Component) || slices.Contains(order[s.Component].RemoveAfterOnHost, other)) && overlaps(steps[j].Hosts, s.Hosts) {
+						s.DependsOn = appendUnique(s.DependsOn, steps[j].ID)
+					}
+				}
+			}
+			continue
+		}
 		rule := order[s.Component]
 		for _, dep := range rule.After {
-			for _, j := range stepsOf[dep] {
+			for _, j := range forward[dep] {
 				s.DependsOn = appendUnique(s.DependsOn, steps[j].ID)
 			}
 		}
 		for _, dep := range rule.AfterOnHost {
-			for _, j := range stepsOf[dep] {
+			for _, j := range forward[dep] {
 				if overlaps(steps[j].Hosts, s.Hosts) {
 					s.DependsOn = appendUnique(s.DependsOn, steps[j].ID)
 				}

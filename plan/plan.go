@@ -9,7 +9,7 @@ import (
 )
 
 // FormatVersion is the version of the JSON plan format.
-const FormatVersion = "1"
+const FormatVersion = "2"
 
 // Object is one thing clusterctl manages, as desired (from the spec) or as
 // observed (on the hosts). Components on hosts have Kind "component";
@@ -82,52 +82,20 @@ type AttrChange struct {
 
 const sensitiveText = "(sensitive)"
 
-// Fingerprint ties a saved plan to the world it was made from: the spec,
-// each host's facts and installed components, and the state serial.
-type Fingerprint struct {
-	Spec         string            `json:"spec"`
-	Hosts        map[string]string `json:"hosts"`
-	StateLineage string            `json:"state_lineage,omitempty"`
-	StateSerial  uint64            `json:"state_serial"`
-}
-
-// Compare returns why the world changed between f (when the plan was made)
-// and now, or nil when nothing did.
-func (f Fingerprint) Compare(now Fingerprint) []string {
-	var why []string
-	if f.Spec != now.Spec {
-		why = append(why, "the spec changed")
-	}
-	if f.StateLineage != now.StateLineage || f.StateSerial != now.StateSerial {
-		why = append(why, fmt.Sprintf("the state changed (serial %d, now %d)", f.StateSerial, now.StateSerial))
-	}
-	for _, h := range sortedKeys(f.Hosts) {
-		n, ok := now.Hosts[h]
-		switch {
-		case !ok:
-			why = append(why, fmt.Sprintf("host %s is no longer in the spec", h))
-		case n != f.Hosts[h]:
-			why = append(why, fmt.Sprintf("host %s changed (its facts or installed components)", h))
-		}
-	}
-	for _, h := range sortedKeys(now.Hosts) {
-		if _, ok := f.Hosts[h]; !ok {
-			why = append(why, fmt.Sprintf("host %s was added", h))
-		}
-	}
-	return why
-}
-
 // Plan is the whole plan: changes, the order they run in, and what it was
 // made from. Human output is rendered from this model.
 type Plan struct {
 	FormatVersion string      `json:"format_version"`
+	Mode          Mode        `json:"mode"`
 	Cluster       string      `json:"cluster"`
 	CreatedAt     time.Time   `json:"created_at"`
 	Fingerprint   Fingerprint `json:"fingerprint"`
 	Changes       []Change    `json:"changes"`
 	Steps         []Step      `json:"steps"`
 	Warnings      []string    `json:"warnings,omitempty"`
+	// KeepData (destroy) keeps etcd's data, containerd's images, the etcd
+	// snapshots and the local PKI.
+	KeepData bool `json:"keep_data,omitempty"`
 }
 
 // HasChanges reports whether applying the plan would do anything.

@@ -89,7 +89,7 @@ func TestGraphCreateIsParallelPerComponent(t *testing.T) {
 		cs = append(cs, change("etcd", h, Create), change("kube-apiserver", h, Create))
 	}
 	cs = append(cs, change("containerd", "w-1", Create), change("kubelet", "w-1", Create))
-	steps, err := Graph(cs, testOrder(), testComponents)
+	steps, err := Graph(cs, testOrder(), testComponents, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestGraphUpgradeRollsInSkewOrder(t *testing.T) {
 	for _, h := range []string{"w-1", "w-2", "w-3"} {
 		cs = append(cs, change("kubelet", h, Upgrade))
 	}
-	steps, err := Graph(cs, testOrder(), testComponents)
+	steps, err := Graph(cs, testOrder(), testComponents, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,20 +147,29 @@ func TestGraphUpgradeRollsInSkewOrder(t *testing.T) {
 
 func TestGraphCycle(t *testing.T) {
 	order := Order{"a": {After: []string{"b"}}, "b": {After: []string{"a"}}}
-	_, err := Graph([]Change{change("a", "h", Create), change("b", "h", Create)}, order, nil)
+	_, err := Graph([]Change{change("a", "h", Create), change("b", "h", Create)}, order, nil, false)
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Fatalf("want a cycle error, got %v", err)
 	}
 }
 
 func TestFingerprintCompare(t *testing.T) {
-	a := Fingerprint{Spec: "s", Hosts: map[string]string{"cp-1": "x", "w-1": "y"}, StateLineage: "l", StateSerial: 3}
+	a := Fingerprint{Files: map[string]string{"cluster.hcl": "sha256:aaaa", "hosts.hcl": "sha256:bbbb"}, Variables: map[string]string{"kubernetes_version": "sha256:v1"},
+		Binary: "sha256:0123456789abcdef", Artifacts: map[string]string{"kubelet 1.37.2 linux/amd64 kubelet": "sha256:k1"},
+		Hosts: map[string]string{"cp-1": "x", "w-1": "y"}, StateLineage: "l", StateSerial: 3}
 	if why := a.Compare(a); why != nil {
 		t.Fatalf("same fingerprint differs: %v", why)
 	}
-	b := Fingerprint{Spec: "s2", Hosts: map[string]string{"cp-1": "z", "w-2": "y"}, StateLineage: "l", StateSerial: 4}
+	b := Fingerprint{Files: map[string]string{"cluster.hcl": "sha256:cccc", "extra.hcl": "sha256:dddd"}, Variables: map[string]string{"kubernetes_version": "sha256:v2"},
+		Binary: "sha256:fedcba9876543210", Artifacts: map[string]string{"kubelet 1.37.2 linux/amd64 kubelet": "sha256:k2"},
+		Hosts: map[string]string{"cp-1": "z", "w-2": "y"}, StateLineage: "l", StateSerial: 4}
 	want := []string{
-		"the spec changed",
+		"spec file cluster.hcl changed (sha256:aaaa, now sha256:cccc)",
+		"spec file hosts.hcl is gone",
+		"spec file extra.hcl was added",
+		"variable kubernetes_version changed (sha256:v1, now sha256:v2)",
+		"the clusterctl binary changed (sha256:0123456789ab, now sha256:fedcba987654)",
+		"artifact kubelet 1.37.2 linux/amd64 kubelet changed (sha256:k1, now sha256:k2)",
 		"the state changed (serial 3, now 4)",
 		"host cp-1 changed (its facts or installed components)",
 		"host w-1 is no longer in the spec",
@@ -186,15 +195,16 @@ func samplePlan(t *testing.T) *Plan {
 	changes := Diff(desired, observed)
 	changes = append(changes, Change{Address: "cert.apiserver", Kind: "cert", Name: "apiserver", Action: Update, Reason: "expires in 12 days",
 		Attrs: []AttrChange{{Name: "not_after", Action: Update, Before: "2026-12-07T00:00:00Z", After: "2027-11-25T00:00:00Z"}}})
-	steps, err := Graph(changes, testOrder(), testComponents)
+	steps, err := Graph(changes, testOrder(), testComponents, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Plan{
 		FormatVersion: FormatVersion,
+		Mode:          ModeApply,
 		Cluster:       "demo",
 		CreatedAt:     time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC),
-		Fingerprint:   Fingerprint{Spec: "sha256:spec", Hosts: map[string]string{"cp-1": "sha256:h1"}, StateLineage: "lin", StateSerial: 7},
+		Fingerprint:   Fingerprint{Files: map[string]string{"cluster.hcl": "sha256:spec"}, Binary: "sha256:bin", Hosts: map[string]string{"cp-1": "sha256:h1"}, StateLineage: "lin", StateSerial: 7},
 		Changes:       changes,
 		Steps:         steps,
 		Warnings:      []string{"an even number of etcd members (2) tolerates no more failures than one fewer"},

@@ -34,18 +34,30 @@ type TextOptions struct {
 }
 
 // WriteText renders the plan for people, Terraform-style, from the same
-// model WriteJSON writes.
+// model WriteJSON writes. The mode picks the words; the layout is one.
 func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
-	r := renderer{w: w, color: opt.Color}
+	r := renderer{w: w, color: opt.Color, mode: p.Mode}
 	for _, warn := range p.Warnings {
 		r.printf("%s %s\n\n", r.paint("Warning:", yellow), warn)
 	}
 	if !p.HasChanges() {
-		r.printf("%s Cluster %q matches the spec.\n", r.paint("No changes.", green+bold), p.Cluster)
+		switch p.Mode {
+		case ModeDestroy:
+			r.printf("No clusterctl components or files on the %d hosts of the spec: nothing to destroy.\n", len(p.Fingerprint.Hosts))
+		default:
+			r.printf("%s Cluster %q matches the spec.\n", r.paint("No changes.", green+bold), p.Cluster)
+		}
 		return r.err
 	}
-	r.printf("clusterctl will perform the following actions (%s: %s create, %s upgrade, %s update in place, %s replace, %s delete):\n\n",
-		"symbols", r.sym(Create), r.sym(Upgrade), r.sym(Update), r.sym(Replace), r.sym(Delete))
+	switch p.Mode {
+	case ModeDestroy:
+		r.printf("clusterctl will destroy everything it installed on these hosts (symbols: %s destroy):\n\n", r.sym(Delete))
+	case ModeRollback:
+		r.printf("clusterctl will roll back these components to the generation they ran before (nothing is uploaded):\n\n")
+	default:
+		r.printf("clusterctl will perform the following actions (%s: %s create, %s upgrade, %s update in place, %s replace, %s delete):\n\n",
+			"symbols", r.sym(Create), r.sym(Upgrade), r.sym(Update), r.sym(Replace), r.sym(Delete))
+	}
 	var certs []Change
 	for _, c := range p.Changes {
 		switch {
@@ -60,7 +72,7 @@ func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
 		r.certs(certs)
 	}
 	if len(p.Steps) > 0 {
-		r.printf("Rollout order:\n")
+		r.printf("%s order:\n", p.Mode.title())
 		for i, s := range p.Steps {
 			r.printf("  %2d. %s %s on %s", i+1, r.sym(s.Action), s.Component, strings.Join(s.Hosts, ", "))
 			if len(s.DependsOn) > 0 {
@@ -70,15 +82,58 @@ func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
 		}
 		r.printf("\n")
 	}
+	if p.Mode == ModeDestroy || p.Mode == ModeRollback {
+		r.summary(p)
+		return r.err
+	}
 	n := p.Counts()
 	r.printf("%s %d to create, %d to upgrade, %d to update, %d to replace, %d to delete.\n",
 		r.paint("Plan:", bold), n[Create], n[Upgrade], n[Update], n[Replace], n[Delete])
 	return r.err
 }
 
+// summary ends a destroy or rollback plan: what is kept, and how many
+// components on how many hosts.
+func (r *renderer) summary(p *Plan) {
+	hosts := map[string]bool{}
+	n := 0
+	var kept []string
+	for _, c := range p.Changes {
+		if c.Kind != "component" || c.Action == NoOp {
+			continue
+		}
+		n++
+		hosts[c.Host] = true
+		for _, a := range c.Attrs {
+			if a.Name == AttrKept && a.Before != "" {
+				for _, k := range strings.Split(a.Before, ", ") {
+					kept = append(kept, k+" on "+c.Host)
+				}
+			}
+		}
+	}
+	if p.KeepData {
+		kept = append(kept, "the etcd snapshots on the hosts", "the local PKI")
+		r.printf("Kept (-keep-data): %s.\n\n", strings.Join(kept, "; "))
+	}
+	word, unit := "Destroy", "hosts"
+	if p.Mode == ModeRollback {
+		word = "Rollback"
+	}
+	if len(hosts) == 1 {
+		unit = "host"
+	}
+	r.printf("%s %d components on %d %s.\n", r.paint(word+":", bold), n, len(hosts), unit)
+}
+
+// AttrKept is the attribute of a destroyed agent that lists the data
+// folders -keep-data keeps on its host.
+const AttrKept = "kept"
+
 type renderer struct {
 	w     io.Writer
 	color bool
+	mode  Mode
 	err   error
 }
 
@@ -120,7 +175,14 @@ func (r *renderer) sym(a Action) string {
 }
 
 func (r *renderer) change(c Change) {
-	r.printf("  %s %s will be %s", r.paint("#", bold), r.paint(c.Address, bold), c.Action.verb())
+	verb := c.Action.verb()
+	switch {
+	case r.mode == ModeDestroy:
+		verb = "destroyed"
+	case r.mode == ModeRollback:
+		verb = "rolled back"
+	}
+	r.printf("  %s %s will be %s", r.paint("#", bold), r.paint(c.Address, bold), verb)
 	if c.Reason != "" {
 		r.printf(" (%s)", c.Reason)
 	}
