@@ -26,9 +26,9 @@ func installed(names ...string) components.Installed {
 	return in
 }
 
-func itemNames(t HostTeardown) []string {
+func names(cs []plan.Change) []string {
 	var out []string
-	for _, c := range t.Components {
+	for _, c := range cs {
 		out = append(out, c.Name)
 	}
 	return out
@@ -42,107 +42,71 @@ func TestTeardown(t *testing.T) {
 		probe components.HostProbe
 		keep  bool
 		want  []string
-		kept  []string
+		kept  string
 	}{
-		{name: "control plane in destroy order", inst: cp, probe: components.HostProbe{AgentUp: true},
-			want: []string{"kube-proxy", "kubelet", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd", "cni", "containerd", "agent"}},
+		{name: "control plane", inst: cp, probe: components.HostProbe{AgentUp: true},
+			want: []string{"agent", "cni", "containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet"}},
 		{name: "keep data", inst: cp, keep: true,
-			want: []string{"kube-proxy", "kubelet", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd", "cni", "containerd", "agent"},
-			kept: []string{"/var/lib/etcd", "/var/lib/containerd"}},
+			want: []string{"agent", "cni", "containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet"},
+			kept: "/var/lib/etcd, /var/lib/containerd"},
 		{name: "a component only the agent runs, and one this version does not know",
 			inst: installed("agent", "kubelet"), probe: components.HostProbe{AgentUp: true, Running: []string{"kubelet", "containerd", "kube-dns"}},
-			want: []string{"kube-dns", "kubelet", "containerd", "agent"}},
+			want: []string{"agent", "kubelet", "containerd", "kube-dns"}},
 		{name: "nothing recorded but clusterctl's files", inst: installed(), probe: components.HostProbe{Leftovers: []string{"/opt/clusterctl"}},
 			want: []string{"agent"}},
 		{name: "nothing at all", inst: installed(), want: nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := teardown("h", tc.inst, tc.probe, components.UninstallOptions{KeepData: tc.keep})
-			if d := cmp.Diff(tc.want, itemNames(got)); d != "" {
+			got := teardown("h", tc.inst, tc.probe, tc.keep)
+			if d := cmp.Diff(tc.want, names(got)); d != "" {
 				t.Errorf("components (-want +got):\n%s", d)
 			}
-			if d := cmp.Diff(tc.kept, got.Kept); d != "" {
-				t.Errorf("kept (-want +got):\n%s", d)
+			kept := ""
+			for _, c := range got {
+				if c.Action != plan.Delete || c.Host != "h" {
+					t.Errorf("%s: %s on %s, want a delete on h", c.Address, c.Action, c.Host)
+				}
+				for _, a := range c.Attrs {
+					if a.Name == plan.AttrKept {
+						kept = a.Before
+					}
+				}
 			}
-			if got.AgentUp != tc.probe.AgentUp {
-				t.Errorf("AgentUp %v", got.AgentUp)
+			if kept != tc.kept {
+				t.Errorf("kept %q, want %q", kept, tc.kept)
 			}
 		})
 	}
 }
 
-func testPlan() *DestroyPlan {
-	o := components.UninstallOptions{}
-	dp := &DestroyPlan{Hosts: []HostTeardown{
-		teardown("cp-1", installed("agent", "etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, o),
-		teardown("worker-1", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, o),
-		teardown("worker-2", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, o),
-	}}
-	dp.Steps = destroySteps(dp.Hosts)
-	return dp
+func destroySteps(t *testing.T) []plan.Step {
+	var cs []plan.Change
+	cs = append(cs, teardown("cp-1", installed("agent", "etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	cs = append(cs, teardown("worker-1", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	cs = append(cs, teardown("worker-2", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	steps, err := plan.Graph(cs, components.Order(1), components.Names(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steps
 }
 
-func TestDestroyOrder(t *testing.T) {
-	dp := testPlan()
-	if dp.Count() != 19 {
-		t.Errorf("Count %d, want 19", dp.Count())
-	}
-	var got []string
-	for _, st := range dp.Order() {
-		got = append(got, strings.Join(st.Components, ",")+" on "+strings.Join(st.Hosts, ","))
-	}
-	want := []string{
-		"kube-proxy,kubelet on cp-1,worker-1,worker-2",
-		"kube-controller-manager,kube-scheduler on cp-1",
-		"kube-apiserver on cp-1",
-		"etcd on cp-1",
-		"cni,containerd on cp-1,worker-1,worker-2",
-		"agent on cp-1,worker-1,worker-2",
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("order (-want +got):\n%s", d)
-	}
-}
-
-// TestDestroyWalk runs the destroy's steps through the walker: every step
-// starts only after the whole previous stage and after its host's earlier
-// component of the stage, and a failure skips every later stage on every
-// host.
+// TestDestroyWalk runs a destroy's steps through the walker: no component
+// goes before what the rollout started after it has gone, and a failed
+// kubelet skips the control plane, etcd, the runtime and the agents, while
+// what does not depend on it still runs.
 func TestDestroyWalk(t *testing.T) {
-	dp := testPlan()
-	rank := func(id string) (stage int, host, comp string) {
-		for _, st := range dp.Steps {
-			if st.ID == id {
-				return destroyStage(st.Component), st.Hosts[0], st.Component
-			}
-		}
-		t.Fatalf("no step %s", id)
-		return
-	}
+	steps := destroySteps(t)
 	run := func(fail string) (Result, []string) {
 		var mu sync.Mutex
 		var finished []string
 		w := &Walker{MaxSteps: 4}
-		res := w.Walk(context.Background(), dp.Steps, func(ctx context.Context, st plan.Step) error {
+		res := w.Walk(context.Background(), steps, func(ctx context.Context, st plan.Step) error {
 			mu.Lock()
 			defer mu.Unlock()
-			s, h, c := rank(st.ID)
-			for _, f := range finished {
-				fs, fh, fc := rank(f)
-				if fs > s || (fs == s && fh == h && destroyRank(fc) > destroyRank(c)) {
-					t.Errorf("%s ran after %s", st.ID, f)
-				}
-			}
-			// Everything of earlier stages has finished.
-			for _, other := range dp.Steps {
-				so, _, _ := rank(other.ID)
-				if so < s && !slices.Contains(finished, other.ID) {
-					t.Errorf("%s started before %s finished", st.ID, other.ID)
-				}
-			}
-			finished = append(finished, st.ID)
-			if st.ID == fail {
+			finished = append(finished, st.Component)
+			if st.Component == fail {
 				return errors.New("injected")
 			}
 			return nil
@@ -150,32 +114,39 @@ func TestDestroyWalk(t *testing.T) {
 		return res, finished
 	}
 	res, finished := run("")
-	if res.Err() != nil || len(finished) != len(dp.Steps) {
-		t.Fatalf("walk: %v, %d of %d steps", res.Err(), len(finished), len(dp.Steps))
+	if res.Err() != nil || len(finished) != len(steps) {
+		t.Fatalf("walk: %v, %d of %d steps", res.Err(), len(finished), len(steps))
+	}
+	pos := func(c string) int { return slices.Index(finished, c) }
+	for _, b := range [][2]string{{"kube-proxy", "kubelet"}, {"kubelet", "kube-scheduler"}, {"kube-apiserver", "etcd"}, {"kubelet", "containerd"}, {"etcd", "agent"}, {"containerd", "agent"}} {
+		if pos(b[0]) > pos(b[1]) {
+			t.Errorf("%s went after %s: %v", b[0], b[1], finished)
+		}
 	}
 
-	res, finished = run(plan.Address(components.Kind, "kubelet", "worker-2"))
+	res, finished = run("kubelet")
 	var skipped []string
 	for _, o := range res.Outcomes {
 		if o.Status == state.StepSkipped {
-			skipped = append(skipped, o.Step.ID)
+			skipped = append(skipped, o.Step.Component)
 		}
 	}
-	if slices.Contains(finished, plan.Address(components.Kind, "etcd", "cp-1")) || len(skipped) != len(dp.Steps)-6 {
-		t.Errorf("after a failed kubelet: ran %v, skipped %d (want every step after the first stage)", finished, len(skipped))
+	slices.Sort(skipped)
+	if d := cmp.Diff([]string{"agent", "cni", "containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}, skipped); d != "" {
+		t.Errorf("skipped after a failed kubelet (-want +got):\n%s\nran %v", d, finished)
 	}
 }
 
-func TestDestroyTools(t *testing.T) {
-	td := teardown("w", installed("agent", "cni", "kubelet"), components.HostProbe{}, components.UninstallOptions{})
-	errs := destroyTools(td, func(tool string) bool { return tool == "iptables" })
+func TestMissingTools(t *testing.T) {
+	td := teardown("w", installed("agent", "cni", "kubelet"), components.HostProbe{}, false)
+	errs := missingTools("w", td, func(tool string) bool { return tool == "iptables" })
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "host w: ip is missing") {
 		t.Errorf("errors %v, want ip missing on w", errs)
 	}
-	if errs := destroyTools(td, func(string) bool { return true }); len(errs) != 0 {
+	if errs := missingTools("w", td, func(string) bool { return true }); len(errs) != 0 {
 		t.Errorf("every tool present: %v", errs)
 	}
-	if errs := destroyTools(teardown("cp", installed("agent", "etcd"), components.HostProbe{}, components.UninstallOptions{}), func(string) bool { return false }); len(errs) != 0 {
+	if errs := missingTools("cp", teardown("cp", installed("agent", "etcd"), components.HostProbe{}, false), func(string) bool { return false }); len(errs) != 0 {
 		t.Errorf("etcd needs no tool: %v", errs)
 	}
 }

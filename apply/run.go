@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/components"
 	"github.com/clusterctl/clusterctl/plan"
+	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/state"
 )
 
@@ -23,17 +23,18 @@ type Summary struct {
 	HaltedBy error
 }
 
-// Apply carries out a computed plan: steps in graph order with bounded
-// parallelism, each recorded in the journal and in the state file as it
-// finishes. Closing stop finishes the running steps and starts no more.
-// The caller holds the state lock.
+// Apply carries out a computed plan of any mode: steps in graph order,
+// at most Parallelism host operations at once over the whole run, each
+// step recorded in the journal and each change in the state file as it
+// finishes. Closing stop finishes the running steps and starts no more; a
+// failed health gate does the same. The caller holds the state lock.
 func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-chan struct{}) (Summary, error) {
 	start := time.Now()
 	st, err := s.Store.Read()
 	if err != nil {
 		return Summary{}, err
 	}
-	if st == nil {
+	if st == nil && c.Plan.Mode != plan.ModeDestroy { // a destroy never creates a state
 		st = state.New(s.Cluster.Name())
 	}
 	journal, err := state.OpenJournal(s.Store.JournalPath())
@@ -62,12 +63,26 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 	}
 	// record saves what a host now runs in the local state; the hosts'
 	// installed.json is already written.
-	record := func(ch plan.Change, d components.Desired) error {
+	record := func(ch plan.Change) error {
 		stMu.Lock()
 		defer stMu.Unlock()
-		if ch.Action == plan.Delete {
+		if st == nil {
+			return nil
+		}
+		switch {
+		case ch.Action == plan.Delete:
+			if _, ok := st.Component(ch.Host, ch.Name); !ok {
+				return nil
+			}
 			st.RemoveComponent(ch.Host, ch.Name)
-		} else {
+		case c.Plan.Mode == plan.ModeRollback:
+			ic := c.World.Installed[ch.Host].Components[ch.Name]
+			to := ic.Previous[0]
+			h, _ := s.Cluster.Host(ch.Host)
+			st.SetComponent(ch.Host, h.Address, ch.Name, state.ComponentState{
+				Version: to.Version, Generation: to.Number, ConfigHash: to.ConfigHash, UpdatedAt: time.Now().UTC()})
+		default:
+			d := c.Desired[ch.Address]
 			hash, _ := d.ConfigHash()
 			st.SetComponent(ch.Host, d.Address, ch.Name, state.ComponentState{
 				Version: d.Version, ConfigHash: hash, UpdatedAt: time.Now().UTC(),
@@ -76,7 +91,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		return s.Store.Write(st)
 	}
 
-	// A failed health gate halts the apply like Ctrl-C: running steps finish,
+	// A failed health gate halts the run like Ctrl-C: running steps finish,
 	// nothing new starts, so an upgrade never goes on past a component that
 	// had to be rolled back.
 	halt := make(chan struct{})
@@ -96,71 +111,46 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		}
 	}()
 
-	var snapshotOnce sync.Once
-	var snapshotErr error
+	env := &components.Env{Mode: c.Plan.Mode, Cluster: s.Cluster, Installed: c.World.Installed, Host: s.Host,
+		EtcdQuorum: func(ctx context.Context) error { return s.waitEtcdQuorum(ctx, s.gateTimeout()) },
+		EtcdSnapshot: func(ctx context.Context, host, from string) error {
+			_, err := s.snapshotEtcd(ctx, host, from)
+			return err
+		},
+		Logf: s.logf}
+	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}, agentUp: map[string]bool{}}
+	for h, p := range c.Probes {
+		ex.agentUp[h] = p.AgentUp
+	}
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))
-		// Before the first etcd member of a running cluster changes: a
-		// snapshot, and a quorum check.
-		if step.Component == bundle.Etcd && step.Action != plan.Create {
-			snapshotOnce.Do(func() {
-				from := c.World.Installed[step.Hosts[0]].Components[bundle.Etcd].Version
-				if err := s.waitEtcdQuorum(ctx, s.gateTimeout()); err != nil {
-					snapshotErr = fmt.Errorf("etcd is not healthy before the change, nothing was touched: %w", err)
-					return
-				}
-				_, snapshotErr = s.snapshotEtcd(ctx, step.Hosts[0], from)
-			})
-			if snapshotErr != nil {
-				return snapshotErr
-			}
-		}
-		var (
-			mu   sync.Mutex
-			errs []error
-			wg   sync.WaitGroup
-			sem  = make(chan struct{}, s.parallelism())
-		)
+		var changes []plan.Change
 		for _, addr := range step.Changes {
 			ch, ok := c.Plan.Change(addr)
 			if !ok {
 				return fmt.Errorf("plan has no change %s", addr)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				t0 := time.Now()
-				err := s.applyChange(ctx, inst, c, ch)
-				if err == nil && ch.Name == bundle.Etcd && ch.Action != plan.Create {
-					// The next member goes only when every member is back
-					// and the cluster has its quorum.
-					if qerr := s.waitEtcdQuorum(ctx, s.gateTimeout()); qerr != nil {
-						err = fmt.Errorf("etcd on %s: the cluster did not regain quorum after the change: %w", ch.Host, qerr)
-					}
-				}
-				if err == nil {
-					err = record(ch, c.Desired[addr])
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					s.emit(Event{Type: EventChange, Step: step.ID, Component: ch.Name, Action: ch.Action.String(), Host: ch.Host,
-						Status: state.StepFailed, Error: err.Error(), Seconds: time.Since(t0).Seconds()})
-					errs = append(errs, err)
-					var ge *components.GateError
-					if errors.As(err, &ge) {
-						haltNow(err)
-					}
-					return
-				}
-				s.logf("  %s: %s %s done in %s", ch.Host, ch.Name, ch.Action, time.Since(t0).Round(100*time.Millisecond))
-				s.emit(Event{Type: EventChange, Step: step.ID, Component: ch.Name, Action: ch.Action.String(), Host: ch.Host,
-					Status: state.StepDone, Seconds: time.Since(t0).Seconds()})
-			}()
+			changes = append(changes, ch)
 		}
-		wg.Wait()
+		errs := provision.ForEach(ctx, changes, len(changes), func(ctx context.Context, _ int, ch plan.Change) error {
+			t0 := time.Now()
+			err := ex.change(ctx, ch)
+			if err == nil {
+				err = record(ch)
+			}
+			e := Event{Type: EventChange, Step: step.ID, Component: ch.Name, Action: ch.Action.String(), Host: ch.Host,
+				Status: state.StepDone, Seconds: time.Since(t0).Seconds()}
+			if err != nil {
+				e.Status, e.Error = state.StepFailed, err.Error()
+				if errors.Is(err, components.ErrGateFailed) {
+					haltNow(err)
+				}
+			} else {
+				s.logf("  %s: %s %s done in %s", ch.Host, ch.Name, c.Plan.Mode.Did(ch.Action), time.Since(t0).Round(100*time.Millisecond))
+			}
+			s.emit(e)
+			return err
+		})
 		return errors.Join(errs...)
 	}
 
@@ -180,60 +170,118 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 
 	// Nothing changed on hosts but the state may be new (first plan after
 	// a lost state folder): keep it in step with the hosts.
-	stMu.Lock()
-	if err := s.syncState(st, c.World); err != nil {
-		res.Outcomes = append(res.Outcomes, Outcome{Step: plan.Step{ID: "state"}, Status: state.StepFailed, Err: err})
+	if c.Plan.Mode == plan.ModeApply {
+		stMu.Lock()
+		if err := s.syncState(st, c.World); err != nil {
+			res.Outcomes = append(res.Outcomes, Outcome{Step: plan.Step{ID: "state"}, Status: state.StepFailed, Err: err})
+		}
+		stMu.Unlock()
 	}
-	stMu.Unlock()
 	return Summary{Result: res, Uploaded: uploaded, Elapsed: time.Since(start), HaltedBy: haltedBy}, res.Err()
 }
 
-func (s *Session) applyChange(ctx context.Context, inst *components.Installer, c *Computed, ch plan.Change) error {
-	h, ok := s.Host(ch.Host)
+// executor carries out one change at a time on its host, with the
+// component's hooks around it. Every host operation holds one slot of the
+// session's run-wide limit.
+type executor struct {
+	s    *Session
+	c    *Computed
+	inst *components.Installer
+	env  *components.Env
+
+	mu      sync.Mutex
+	once    map[string]*onceErr // component → its Once hook, run at most once
+	agentUp map[string]bool     // destroy: hosts whose agent answers (or was started)
+}
+
+type onceErr struct {
+	sync.Once
+	err error
+}
+
+func (e *executor) change(ctx context.Context, ch plan.Change) error {
+	h, ok := e.s.Host(ch.Host)
 	if !ok {
 		return fmt.Errorf("host %s is not connected", ch.Host)
 	}
-	if ch.Action == plan.Delete {
-		return inst.Remove(ctx, h, ch.Name)
+	hooks := components.Hooks{}
+	if sp, ok := components.Lookup(ch.Name); ok {
+		hooks = sp.Hooks
 	}
-	d, ok := c.Desired[ch.Address]
+	if hooks.Once != nil {
+		e.mu.Lock()
+		o, ok := e.once[ch.Name]
+		if !ok {
+			o = &onceErr{}
+			e.once[ch.Name] = o
+		}
+		e.mu.Unlock()
+		o.Do(func() { o.err = hooks.Once(ctx, e.env, ch) })
+		if o.err != nil {
+			return o.err
+		}
+	}
+	do := func() error {
+		release, err := e.s.slot(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return e.do(ctx, h, ch)
+	}
+	if hooks.Around != nil {
+		return hooks.Around(ctx, e.env, ch, do)
+	}
+	return do()
+}
+
+// do is the change itself, by mode and action.
+func (e *executor) do(ctx context.Context, h components.Host, ch plan.Change) error {
+	installed := e.c.World.Installed[ch.Host].Components
+	switch {
+	case ch.Action == plan.Delete:
+		opts := components.UninstallOptions{KeepData: e.c.Plan.KeepData}
+		if ch.Name == components.AgentComponent {
+			var kept []string
+			if opts.KeepData {
+				kept = components.KeptData(append(e.c.World.Installed[ch.Host].Names(), e.c.Probes[ch.Host].Running...))
+			}
+			return e.inst.UninstallHost(ctx, h, opts, kept)
+		}
+		// Components are stopped through the agent: start it where it did
+		// not answer (it adopts what runs).
+		e.mu.Lock()
+		up, known := e.agentUp[ch.Host]
+		e.agentUp[ch.Host] = true
+		e.mu.Unlock()
+		if known && !up {
+			if err := components.StartAgent(ctx, h); err != nil {
+				return err
+			}
+		}
+		return e.inst.Uninstall(ctx, h, ch.Name, opts)
+	case e.c.Plan.Mode == plan.ModeRollback:
+		_, err := e.inst.Rollback(ctx, h, ch.Name, installed[ch.Name])
+		return err
+	}
+	d, ok := e.c.Desired[ch.Address]
 	if !ok {
 		return fmt.Errorf("no desired state for %s", ch.Address)
 	}
 	if ch.Name == components.AgentComponent {
-		return inst.InstallAgent(ctx, h, d)
+		return e.inst.InstallAgent(ctx, h, d)
 	}
 	var current *components.InstalledComponent
-	if ic, ok := c.World.Installed[ch.Host].Components[ch.Name]; ok {
+	if ic, ok := installed[ch.Name]; ok {
 		current = &ic
 	}
 	if ch.Action == plan.Replace && current != nil {
-		if err := inst.Remove(ctx, h, ch.Name); err != nil {
+		if err := e.inst.Remove(ctx, h, ch.Name); err != nil {
 			return err
 		}
 		current = nil
 	}
-	// With upgrade.drain, a node's pods move away before its kubelet
-	// changes, and it takes pods again once the kubelet passed its gate
-	// (the node is Ready on the new version) or was rolled back.
-	drain := ch.Name == bundle.Kubelet && current != nil && s.Cluster.Upgrade().Drain
-	if drain {
-		if err := s.drainNode(ctx, ch.Host); err != nil {
-			return err
-		}
-	}
-	err := inst.Install(ctx, h, d, current)
-	var ge *components.GateError
-	if drain && (err == nil || errors.As(err, &ge) && ge.RollbackErr == nil) {
-		err = errors.Join(err, s.uncordonNode(ctx, ch.Host))
-	}
-	if err != nil {
-		return err
-	}
-	if ch.Name == bundle.Kubelet {
-		return s.syncNode(ctx, ch.Host) // labels and taints only an administrator may set
-	}
-	return nil
+	return e.inst.Install(ctx, h, d, current)
 }
 
 // syncState fills the local state with what hosts reported for components

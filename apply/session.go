@@ -10,11 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -44,9 +40,25 @@ type Session struct {
 	// passphrase is not in identity_passphrase_env.
 	Passphrase func(keyFile string) ([]byte, error)
 
-	conns    map[string]*Conn
-	agentBin components.AgentBinaryFile
-	logMu    sync.Mutex
+	conns     map[string]*Conn
+	agentBin  components.AgentBinaryFile
+	logMu     sync.Mutex
+	slots     chan struct{} // the run-wide limit on host operations
+	slotsOnce sync.Once
+}
+
+// slot waits for one of the run's Parallelism host-operation slots; the
+// caller releases it when its operation on the host is over. Every fan-out
+// of the session (observing, applying, destroying, rolling back) goes
+// through it, so -parallelism bounds the whole run, not each step.
+func (s *Session) slot(ctx context.Context) (func(), error) {
+	s.slotsOnce.Do(func() { s.slots = make(chan struct{}, s.parallelism()) })
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *Session) logf(format string, args ...any) {
@@ -168,34 +180,24 @@ func (s *Session) Observe(ctx context.Context) (World, error) {
 	return w, err
 }
 
-// forEachHost runs fn for each host with bounded parallelism and joins the
-// errors, each wrapped with its host.
+// forEachHost runs fn for each host, each call holding a slot of the
+// run-wide limit, and joins the errors, each wrapped with its host.
 func (s *Session) forEachHost(ctx context.Context, hosts []spec.Host, fn func(context.Context, spec.Host, components.Host) error) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, s.parallelism())
-	)
-	for _, h := range hosts {
+	errs := provision.ForEach(ctx, hosts, len(hosts), func(ctx context.Context, _ int, h spec.Host) error {
 		ch, ok := s.Host(h.Name)
 		if !ok {
-			errs = append(errs, fmt.Errorf("host %s: not connected", h.Name))
-			continue
+			return fmt.Errorf("host %s: not connected", h.Name)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := fn(ctx, h, ch); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+		release, err := s.slot(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := fn(ctx, h, ch); err != nil {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		return nil
+	})
 	return errors.Join(errs...)
 }
 
@@ -207,33 +209,6 @@ func goArch(machine string) (string, error) {
 		return "arm64", nil
 	}
 	return "", fmt.Errorf("unsupported machine architecture %q (clusterctl installs linux/amd64 and linux/arm64)", machine)
-}
-
-// PKICluster is the certificate table's view of the spec.
-func PKICluster(c *spec.Cluster) pki.Cluster {
-	node := func(h spec.Host) pki.Node {
-		n := pki.Node{Name: h.Name}
-		if a := h.NodeAddress(); a.IsValid() {
-			n.Addresses = append(n.Addresses, a)
-		}
-		if a, err := netip.ParseAddr(h.Address); err == nil && !slices.Contains(n.Addresses, a) {
-			n.Addresses = append(n.Addresses, a)
-		} else if err != nil {
-			n.Hostnames = append(n.Hostnames, h.Address)
-		}
-		return n
-	}
-	pc := pki.Cluster{Name: c.Name(), ServiceCIDR: c.ServiceCIDR(), APIEndpoint: c.APIEndpoint()}
-	for _, h := range c.HostsRunning(bundle.KubeAPIServer) {
-		pc.ControlPlanes = append(pc.ControlPlanes, node(h))
-	}
-	for _, h := range c.EtcdHosts() {
-		pc.EtcdMembers = append(pc.EtcdMembers, node(h))
-	}
-	for _, h := range c.HostsRunning(bundle.Kubelet) {
-		pc.Nodes = append(pc.Nodes, node(h))
-	}
-	return pc
 }
 
 // pkiView serves components the certificates, keys and kubeconfigs of a
@@ -301,15 +276,6 @@ func (m *memOverlay) flush(dst pki.Store) error {
 	return nil
 }
 
-// Computed is a plan with everything needed to carry it out.
-type Computed struct {
-	Plan      *plan.Plan
-	World     World
-	Desired   map[string]components.Desired // by object address
-	PKIReport pki.Report
-	pki       *memOverlay // certificates made or restored for this plan, not yet saved
-}
-
 // SavePKI writes the certificates and keys the plan made or restored into
 // the state folder. Apply calls it once the plan is approved, so what is
 // installed on the hosts is exactly what the plan was computed from.
@@ -318,87 +284,6 @@ func (s *Session) SavePKI(c *Computed) error {
 		return fmt.Errorf("save the PKI in %s: %w", s.Store.PKIDir(), err)
 	}
 	return nil
-}
-
-// Plan observes the hosts and computes the plan. New certificates (and ones
-// restored from the hosts after a lost state folder) exist only in memory
-// until SavePKI.
-func (s *Session) Plan(ctx context.Context) (*Computed, error) {
-	world, err := s.Observe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// Hosts that lack what the node components need fail the plan before
-	// anything (the local PKI included) is written.
-	if err := components.Preflight(components.Input{Cluster: s.Cluster, Facts: world.Facts, Installed: world.Installed}); err != nil {
-		return nil, err
-	}
-	table, err := pki.NewTable(PKICluster(s.Cluster))
-	if err != nil {
-		return nil, err
-	}
-	store := &memOverlay{base: pki.DirStore{Root: s.Store.PKIDir()}}
-	if err := s.restorePKI(ctx, store, table, world); err != nil {
-		return nil, err
-	}
-	report, err := pki.Ensure(store, table, pki.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("certificates: %w", err)
-	}
-	in := components.Input{Cluster: s.Cluster, PKI: pkiView{r: store, t: table}, Cache: s.Cache,
-		Platforms: world.Platforms, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed}
-	desired, err := components.DesiredAll(in)
-	if err != nil {
-		return nil, err
-	}
-	// Every host that runs a component gets the agent first.
-	var all []components.Desired
-	for _, h := range s.Cluster.Hosts() {
-		for _, d := range desired {
-			if d.Host == h.Name {
-				all = append(all, components.AgentDesired(h.Name, h.Address, s.agentBin))
-				break
-			}
-		}
-	}
-	all = append(all, desired...)
-	if err := CheckUpgrade(observedVersions(world), desiredVersions(desired)); err != nil {
-		return nil, &RefusedError{Err: err}
-	}
-	if err := checkEtcdMembership(observedVersions(world), desiredVersions(desired)); err != nil {
-		return nil, &RefusedError{Err: err}
-	}
-
-	byAddr := map[string]components.Desired{}
-	var objs []plan.Object
-	for _, d := range all {
-		o, err := d.Object()
-		if err != nil {
-			return nil, err
-		}
-		byAddr[o.Address()] = d
-		objs = append(objs, o)
-	}
-	changes := plan.Diff(objs, world.Objects)
-	changes = append(changes, certChanges(report)...)
-	steps, err := plan.Graph(changes, components.Order(s.Cluster.Upgrade().WorkerBatchSize), components.Names())
-	if err != nil {
-		return nil, err
-	}
-	fp, err := s.fingerprint(world)
-	if err != nil {
-		return nil, err
-	}
-	p := &plan.Plan{
-		FormatVersion: plan.FormatVersion,
-		Cluster:       s.Cluster.Name(),
-		CreatedAt:     time.Now().UTC().Truncate(time.Second),
-		Fingerprint:   fp,
-		Changes:       changes,
-		Steps:         steps,
-		Warnings:      report.Warnings(),
-	}
-	return &Computed{Plan: p, World: world, Desired: byAddr, PKIReport: report, pki: store}, nil
 }
 
 // restorePKI rebuilds a lost local PKI from the hosts: when the local
@@ -457,66 +342,4 @@ func certChanges(r pki.Report) []plan.Change {
 		out = append(out, c)
 	}
 	return out
-}
-
-// fingerprint digests the spec files, variable values, each host's
-// observed state and the state serial.
-func (s *Session) fingerprint(w World) (plan.Fingerprint, error) {
-	h := sha256.New()
-	for _, f := range s.Cluster.Files() {
-		if !filepath.IsAbs(f) {
-			f = filepath.Join(s.Dir, f)
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return plan.Fingerprint{}, fmt.Errorf("fingerprint the spec: %w", err)
-		}
-		fmt.Fprintf(h, "file %s %d\n", filepath.Base(f), len(b))
-		h.Write(b)
-	}
-	for _, v := range s.Cluster.Variables() {
-		fmt.Fprintf(h, "var %s %#v\n", v.Name, v.Value)
-	}
-	fp := plan.Fingerprint{Spec: "sha256:" + hex.EncodeToString(h.Sum(nil)), Hosts: maps.Clone(w.Digests)}
-	st, err := s.Store.Read()
-	if err != nil {
-		return plan.Fingerprint{}, err
-	}
-	if st != nil {
-		fp.StateLineage, fp.StateSerial = st.Lineage, st.Serial
-	}
-	return fp, nil
-}
-
-// RefusedError is a plan refused by the version-skew or etcd rules:
-// nothing was changed.
-type RefusedError struct{ Err error }
-
-func (e *RefusedError) Error() string {
-	return "the plan is refused, so nothing will be changed:\n  - " +
-		strings.ReplaceAll(e.Err.Error(), "\n", "\n  - ")
-}
-
-func (e *RefusedError) Unwrap() error { return e.Err }
-
-// observedVersions is what the hosts run, by host and component.
-func observedVersions(w World) Versions {
-	v := Versions{}
-	for host, inst := range w.Installed {
-		for name, c := range inst.Components {
-			if name != components.AgentComponent {
-				v.set(host, name, c.Version)
-			}
-		}
-	}
-	return v
-}
-
-// desiredVersions is what the spec wants, by host and component.
-func desiredVersions(ds []components.Desired) Versions {
-	v := Versions{}
-	for _, d := range ds {
-		v.set(d.Host, d.Component, d.Version)
-	}
-	return v
 }

@@ -139,6 +139,7 @@ func (d Desired) Object() (plan.Object, error) {
 		a.Sensitive = d.SensitiveArgs[a.Name]
 		o.Attrs = append(o.Attrs, a)
 	}
+	o.Attrs = append(o.Attrs, d.fileAttrs()...) // filediff.go
 	o.Attrs = append(o.Attrs, plan.Attr{Name: "config_hash", Value: hash})
 	return o, nil
 }
@@ -185,31 +186,4 @@ func artifacts(cache *bundle.Cache, p bundle.Platform, component, version string
 			Dest: pkgPath(component, version, n), Mode: 0o755})
 	}
 	return out, nil
-}
-
-// Order is how component changes are sequenced: the Kubernetes version-skew
-// order for upgrades (etcd → kube-apiserver → controller-manager and
-// scheduler → kubelet and kube-proxy), node components free to start while
-// the control plane comes up, and every component on a host after that
-// host's agent.
-func Order(workerBatch int) plan.Order {
-	onAgent := []string{AgentComponent}
-	return plan.Order{
-		AgentComponent:               {},
-		bundle.Etcd:                  {AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
-		bundle.KubeAPIServer:         {After: []string{bundle.Etcd}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
-		bundle.KubeControllerManager: {After: []string{bundle.KubeAPIServer}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
-		bundle.KubeScheduler:         {After: []string{bundle.KubeAPIServer}, AfterOnHost: onAgent, Rolling: true, BatchSize: 1},
-		bundle.Containerd:            {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
-		bundle.CNI:                   {AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
-		bundle.Kubelet:               {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: []string{AgentComponent, bundle.Containerd, bundle.CNI}, Rolling: true, BatchSize: workerBatch},
-		// kube-proxy needs the API server, not the kubelet: the two start
-		// side by side on a host.
-		bundle.KubeProxy: {After: []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}, AfterOnHost: onAgent, Rolling: true, BatchSize: workerBatch},
-	}
-}
-
-// Names lists every component in rollout order, the agent first.
-func Names() []string {
-	return append([]string{AgentComponent}, bundle.SpecComponents()...)
 }

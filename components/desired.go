@@ -6,40 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/clusterctl/clusterctl/bundle"
-	"github.com/clusterctl/clusterctl/spec"
 )
-
-// renderers of the components this version installs, by name.
-func renderer(component string) func(Input, spec.Host) (Desired, error) {
-	switch component {
-	case bundle.Etcd:
-		return etcd
-	case bundle.KubeAPIServer:
-		return apiServer
-	case bundle.KubeControllerManager:
-		return controllerManager
-	case bundle.KubeScheduler:
-		return scheduler
-	case bundle.Containerd:
-		return containerd
-	case bundle.CNI:
-		return cni
-	case bundle.Kubelet:
-		return kubelet
-	case bundle.KubeProxy:
-		return kubeProxy
-	}
-	return nil
-}
 
 // DesiredAll renders every component on every host it runs on, in rollout
 // order. Components without a renderer yet are not part of the result.
 func DesiredAll(in Input) ([]Desired, error) {
 	var out []Desired
-	for _, comp := range bundle.SpecComponents() {
-		render := renderer(comp)
+	for _, sp := range Registry() {
+		comp, render := sp.Name, sp.Render
 		if render == nil {
 			continue
 		}

@@ -37,8 +37,12 @@ type Generation struct {
 	Args       []string `json:"args,omitempty"`
 	// Files maps every file the generation relies on (binaries, generation
 	// files, certificates, kubeconfigs) to its sha256, to find drift.
-	Files     map[string]string `json:"files,omitempty"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	Files map[string]string `json:"files,omitempty"`
+	// FileAttrs are the attributes of the generation's files
+	// (Desired.RecordedAttrs), so plans compare them field by field. A
+	// record written before clusterctl recorded them has none.
+	FileAttrs *FileAttrs `json:"file_attrs,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // ParseInstalled reads installed.json; empty input is an empty record.
@@ -71,12 +75,25 @@ func (in Installed) Marshal() ([]byte, error) {
 // Names returns the installed component names, sorted.
 func (in Installed) Names() []string { return slices.Sorted(maps.Keys(in.Components)) }
 
-// Object is the plan object of an installed component; drift lists files
-// found changed on the host.
+// Object is the plan object of an installed component, with the same
+// attributes as Desired.Object: flags, file attributes, config_hash; drift
+// lists files found changed on the host.
+//
+// A generation recorded without file attributes (by a clusterctl from
+// before they existed) or with attributes of another FileAttrsVersion has
+// its file attributes unknown, not empty: the object is Partial, so the
+// plan compares only what it has (flags and config_hash, as before) instead
+// of showing every field of every file as created. A real change still
+// shows, as config_hash; the next install records the attributes.
 func (c InstalledComponent) Object(host, name string, drift []string) plan.Object {
 	o := plan.Object{Kind: Kind, Name: name, Host: host, Version: c.Version, Drift: drift}
 	if name != AgentComponent {
 		o.Attrs = append(o.Attrs, argAttrs(c.Args)...)
+		if c.FileAttrs != nil && c.FileAttrs.Version == FileAttrsVersion {
+			o.Attrs = append(o.Attrs, c.FileAttrs.Attrs...)
+		} else {
+			o.Partial = true
+		}
 		o.Attrs = append(o.Attrs, plan.Attr{Name: "config_hash", Value: c.ConfigHash})
 	}
 	return o

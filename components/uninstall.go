@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -59,20 +58,6 @@ type UninstallOptions struct {
 	// KeepData keeps etcd's data, containerd's images and the etcd
 	// snapshots on the hosts.
 	KeepData bool
-}
-
-// KeptData lists the data folders KeepData keeps on a host with these
-// components: etcd's data and containerd's images (and the cluster's etcd
-// snapshots in SnapshotDir).
-func KeptData(components []string) []string {
-	var out []string
-	if slices.Contains(components, bundle.Etcd) {
-		out = append(out, EtcdDataDir)
-	}
-	if slices.Contains(components, bundle.Containerd) {
-		out = append(out, ContainerdRoot)
-	}
-	return out
 }
 
 // Uninstall stops a component through the agent and removes its

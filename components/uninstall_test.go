@@ -16,36 +16,6 @@ import (
 	"github.com/clusterctl/clusterctl/podnet"
 )
 
-// TestDestroyStagesReverseRollout: every component is in exactly one
-// stage, and whatever the rollout starts after another component (Order) is
-// destroyed before it.
-func TestDestroyStagesReverseRollout(t *testing.T) {
-	stageOf := map[string]int{}
-	for i, stage := range DestroyStages() {
-		for _, c := range stage {
-			if _, dup := stageOf[c]; dup {
-				t.Errorf("%s is in two stages", c)
-			}
-			stageOf[c] = i
-		}
-	}
-	for _, c := range Names() {
-		if _, ok := stageOf[c]; !ok {
-			t.Errorf("%s is in no destroy stage", c)
-		}
-	}
-	for c, rule := range Order(1) {
-		for _, dep := range append(slices.Clone(rule.After), rule.AfterOnHost...) {
-			if stageOf[c] >= stageOf[dep] {
-				t.Errorf("%s starts after %s in the rollout, so it must be destroyed before it (stages %d and %d)", c, dep, stageOf[c], stageOf[dep])
-			}
-		}
-	}
-	if last := DestroyStages()[len(DestroyStages())-1]; !slices.Equal(last, []string{AgentComponent}) {
-		t.Errorf("last stage %v, want the agent alone", last)
-	}
-}
-
 // shell runs body with the cleanup library loaded; args are $1, $2, ...
 func shell(body string, env []string, args ...string) ([]byte, error) {
 	cmd := exec.Command("sh", append([]string{"-c", shellLib + "chain_sweep=" + shellQuote(chainSweepAWK) + "\n" + body, "sh"}, args...)...)

@@ -20,8 +20,15 @@ const (
 	Create         // +
 	Upgrade        // ^ new version
 	Update         // ~ same version, new config or args
-	Replace        // -/+ remove and create again (an immutable setting changed)
-	Delete         // -
+	// Replace (-/+, remove and create again) is not produced by Diff: no
+	// component setting is better changed by removing the component and
+	// installing it again, since removal keeps the data (etcd's member,
+	// containerd's images, the kubelet's pods) such a setting is about,
+	// while it loses the previous generations, the automatic rollback on a
+	// failed gate and the kubelet's drain. It stays an action only until
+	// the executor stops naming it.
+	Replace
+	Delete // -
 )
 
 // Symbol is the mark shown in front of a change.

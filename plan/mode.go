@@ -54,3 +54,14 @@ func (m Mode) title() string {
 	}
 	return "Rollout"
 }
+
+// Did is the word progress lines use for a finished change.
+func (m Mode) Did(a Action) string {
+	switch m {
+	case ModeDestroy:
+		return "destroyed"
+	case ModeRollback:
+		return "rolled back"
+	}
+	return a.String()
+}

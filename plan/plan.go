@@ -21,8 +21,12 @@ type Object struct {
 	Version string `json:"version,omitempty"`
 	// Attrs are compared one by one; their order is kept for display.
 	Attrs []Attr `json:"attrs,omitempty"`
-	// Immutable names the attributes whose change forces a replace.
-	Immutable []string `json:"immutable,omitempty"`
+	// Partial (observed objects only) means Attrs cover only part of what
+	// the desired object carries: an attribute the desired object has and
+	// this one lacks is unknown, not absent, and is not compared. A host
+	// recorded by an older clusterctl has no file attributes (FileAttr);
+	// its plan must not show every field of every file as new.
+	Partial bool `json:"partial,omitempty"`
 	// Drift lists what was found changed by hand on the host (observed
 	// objects only), such as a config file whose hash no longer matches.
 	Drift []string `json:"drift,omitempty"`
@@ -33,6 +37,16 @@ type Attr struct {
 	Name      string `json:"name"`
 	Value     string `json:"value"`
 	Sensitive bool   `json:"sensitive,omitempty"`
+}
+
+// FileAttr splits the name of a file attribute, "<file>:<field path>" or
+// "<file>:sha256", into the file and the rest. Other attributes (flags
+// start with "-", config_hash) have no colon.
+func FileAttr(name string) (file, field string, ok bool) {
+	if strings.HasPrefix(name, "-") {
+		return "", "", false
+	}
+	return strings.Cut(name, ":")
 }
 
 // Address names an object the way plans and journals do:
@@ -202,6 +216,8 @@ func compare(d, o Object) (Change, bool) {
 	for _, da := range d.Attrs {
 		oa, ok := o.attr(da.Name)
 		switch {
+		case !ok && o.Partial:
+			// Unknown on the host: config_hash still shows a change.
 		case !ok:
 			c.Attrs = append(c.Attrs, attrChange(da.Name, Create, "", da.Value, da.Sensitive))
 			changedAttrs = append(changedAttrs, da.Name)
@@ -220,14 +236,7 @@ func compare(d, o Object) (Change, bool) {
 		if c.Action == NoOp {
 			c.Action = Update
 		}
-		reasons = append(reasons, strings.Join(changedAttrs, ", ")+" changed")
-		for _, name := range changedAttrs {
-			if slices.Contains(d.Immutable, name) {
-				c.Action = Replace
-				reasons = append(reasons, name+" cannot change in place")
-				break
-			}
-		}
+		reasons = append(reasons, strings.Join(reasonNames(changedAttrs), ", ")+" changed")
 	}
 	if len(o.Drift) > 0 {
 		if c.Action == NoOp {
@@ -237,6 +246,21 @@ func compare(d, o Object) (Change, bool) {
 	}
 	c.Reason = strings.Join(reasons, "; ")
 	return c, c.Action != NoOp
+}
+
+// reasonNames names changed attributes for a reason: a file once for all
+// its changed fields, which the attributes list one by one.
+func reasonNames(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if file, _, ok := FileAttr(n); ok {
+			n = file
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func attrChange(name string, a Action, before, after string, sensitive bool) AttrChange {

@@ -24,7 +24,7 @@ func TestDiffActions(t *testing.T) {
 		comp("kube-apiserver", "cp-1", "1.37.2", Attr{Name: "args", Value: "--v=2"}),
 		comp("kubelet", "w-1", "1.37.2", Attr{Name: "config_hash", Value: "same"}),
 		comp("kube-proxy", "w-1", "1.37.2", Attr{Name: "token", Value: "s3cret", Sensitive: true}),
-		{Kind: "component", Name: "etcd", Host: "cp-2", Version: "3.7.3", Attrs: []Attr{{Name: "data_dir", Value: "/new"}}, Immutable: []string{"data_dir"}},
+		comp("etcd", "cp-2", "3.7.3", Attr{Name: "data_dir", Value: "/new"}),
 		comp("containerd", "w-1", "2.4.2", Attr{Name: "config_hash", Value: "c"}),
 	}
 	observed := []Object{
@@ -51,12 +51,76 @@ func TestDiffActions(t *testing.T) {
 		`component.kube-apiserver["cp-1"]`: Update,
 		`component.kubelet["w-1"]`:         Update,
 		`component.kube-proxy["w-1"]`:      Update,
-		`component.etcd["cp-2"]`:           Replace,
+		`component.etcd["cp-2"]`:           Update, // no change is a replace (action.go)
 		`component.containerd["w-1"]`:      Create,
 		`component.cni["w-2"]`:             Delete,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("actions (-want +got):\n%s", diff)
+	}
+}
+
+// A KubeletConfiguration with one field changed shows exactly that field,
+// before and after, and config_hash; the reason names the file once.
+func TestDiffFileField(t *testing.T) {
+	desired := comp("kubelet", "w-1", "1.37.2",
+		Attr{Name: "--config", Value: "kubelet-config.yaml"},
+		Attr{Name: "kubelet-config.yaml:evictionHard.\"memory.available\"", Value: "200Mi"},
+		Attr{Name: "kubelet-config.yaml:port", Value: "10250"},
+		Attr{Name: "/etc/kubernetes/kubelet.conf:sha256", Value: "sha256:new", Sensitive: true},
+		Attr{Name: "config_hash", Value: "sha256:b"})
+	observed := comp("kubelet", "w-1", "1.37.2",
+		Attr{Name: "--config", Value: "kubelet-config.yaml"},
+		Attr{Name: "kubelet-config.yaml:evictionHard.\"memory.available\"", Value: "100Mi"},
+		Attr{Name: "kubelet-config.yaml:port", Value: "10250"},
+		Attr{Name: "/etc/kubernetes/kubelet.conf:sha256", Value: "sha256:new", Sensitive: true},
+		Attr{Name: "config_hash", Value: "sha256:a"})
+	cs := Diff([]Object{desired}, []Object{observed})
+	if len(cs) != 1 || cs[0].Action != Update {
+		t.Fatalf("want one update, got %+v", cs)
+	}
+	want := []AttrChange{
+		{Name: "kubelet-config.yaml:evictionHard.\"memory.available\"", Action: Update, Before: "100Mi", After: "200Mi"},
+		{Name: "config_hash", Action: Update, Before: "sha256:a", After: "sha256:b"},
+	}
+	if d := cmp.Diff(want, cs[0].Attrs); d != "" {
+		t.Fatalf("attrs (-want +got):\n%s", d)
+	}
+	if cs[0].Reason != "kubelet-config.yaml, config_hash changed" {
+		t.Errorf("reason %q", cs[0].Reason)
+	}
+}
+
+// An observed object recorded before file attributes existed is Partial:
+// the desired file attributes it lacks are unknown, not created. Unchanged
+// files give no change; a changed one shows as config_hash, as before.
+func TestDiffPartialObserved(t *testing.T) {
+	desired := comp("kube-proxy", "w-1", "1.37.2",
+		Attr{Name: "--config", Value: "kube-proxy-config.yaml"},
+		Attr{Name: "kube-proxy-config.yaml:mode", Value: "iptables"},
+		Attr{Name: "/etc/kubernetes/proxy.conf:sha256", Value: "sha256:k", Sensitive: true},
+		Attr{Name: "config_hash", Value: "sha256:a"})
+	old := comp("kube-proxy", "w-1", "1.37.2",
+		Attr{Name: "--config", Value: "kube-proxy-config.yaml"},
+		Attr{Name: "config_hash", Value: "sha256:a"})
+	old.Partial = true
+	if cs := Diff([]Object{desired}, []Object{old}); len(cs) != 0 {
+		t.Fatalf("an old record gave changes: %+v", cs)
+	}
+	old.Attrs[1].Value = "sha256:0"
+	cs := Diff([]Object{desired}, []Object{old})
+	want := []AttrChange{{Name: "config_hash", Action: Update, Before: "sha256:0", After: "sha256:a"}}
+	if len(cs) != 1 || cs[0].Action != Update {
+		t.Fatalf("want one update, got %+v", cs)
+	}
+	if d := cmp.Diff(want, cs[0].Attrs); d != "" {
+		t.Fatalf("attrs (-want +got):\n%s", d)
+	}
+	// Not partial: the same lack is a change.
+	old.Partial = false
+	old.Attrs[1].Value = "sha256:a"
+	if cs := Diff([]Object{desired}, []Object{old}); len(cs) != 1 {
+		t.Fatalf("a complete record lacking file attributes must differ, got %+v", cs)
 	}
 }
 
@@ -185,12 +249,29 @@ func samplePlan(t *testing.T) *Plan {
 		comp("etcd", "cp-1", "3.7.3", Attr{Name: "config_hash", Value: "sha256:aa"}),
 		comp("kube-apiserver", "cp-1", "1.37.2", Attr{Name: "args", Value: "--v=2"}),
 		comp("kubelet", "w-1", "1.37.2", Attr{Name: "bootstrap_token", Value: "abc.def", Sensitive: true}),
-		comp("containerd", "w-1", "2.4.2"),
+		comp("containerd", "w-1", "2.4.2",
+			Attr{Name: "--config", Value: "config.toml"},
+			Attr{Name: "config.toml:grpc.address", Value: "/run/containerd/containerd.sock"},
+			Attr{Name: "config.toml:root", Value: "/var/lib/containerd"},
+			Attr{Name: "config.toml:version", Value: "3"},
+			Attr{Name: "config_hash", Value: "sha256:cc"}),
+		comp("kubelet", "w-2", "1.37.2",
+			Attr{Name: "kubelet-config.yaml:evictionHard.\"memory.available\"", Value: "200Mi"},
+			Attr{Name: "kubelet-config.yaml:port", Value: "10250"},
+			Attr{Name: "/etc/kubernetes/kubelet.conf:sha256", Value: "sha256:k2", Sensitive: true},
+			Attr{Name: "config_hash", Value: "sha256:h2"}),
 	}
 	observed := []Object{
 		comp("etcd", "cp-1", "3.6.16", Attr{Name: "config_hash", Value: "sha256:aa"}),
 		comp("kube-apiserver", "cp-1", "1.37.2", Attr{Name: "args", Value: "--v=1"}),
-		comp("cni", "w-9", "1.9.1"),
+		comp("cni", "w-9", "1.9.1",
+			Attr{Name: "cni.conflist:plugins[0].type", Value: "bridge"},
+			Attr{Name: "cni.conflist:plugins[1].type", Value: "portmap"}),
+		comp("kubelet", "w-2", "1.37.2",
+			Attr{Name: "kubelet-config.yaml:evictionHard.\"memory.available\"", Value: "100Mi"},
+			Attr{Name: "kubelet-config.yaml:port", Value: "10250"},
+			Attr{Name: "/etc/kubernetes/kubelet.conf:sha256", Value: "sha256:k1", Sensitive: true},
+			Attr{Name: "config_hash", Value: "sha256:h1"}),
 	}
 	changes := Diff(desired, observed)
 	changes = append(changes, Change{Address: "cert.apiserver", Kind: "cert", Name: "apiserver", Action: Update, Reason: "expires in 12 days",
@@ -245,8 +326,23 @@ func TestRenderGolden(t *testing.T) {
 	if !strings.Contains(color.String(), "\x1b[") || strings.Contains(txt.String(), "\x1b[") {
 		t.Fatal("colour must appear only when asked for")
 	}
-	if strings.Contains(j.String(), "abc.def") || strings.Contains(txt.String(), "abc.def") {
-		t.Fatal("a sensitive value was rendered")
+	for _, secret := range []string{"abc.def", "sha256:k1\"", "sha256:k2\""} {
+		if strings.Contains(j.String(), secret) || strings.Contains(txt.String(), secret) {
+			t.Fatalf("a sensitive value (%s) was rendered", secret)
+		}
+	}
+	for _, line := range []string{
+		`~ kubelet-config.yaml:evictionHard."memory.available" = "100Mi" -> "200Mi"`,
+		`~ /etc/kubernetes/kubelet.conf:sha256                 = (sensitive) -> (sensitive)`,
+		`+ config.toml = (3 fields)`,
+		`- cni.conflist = (2 fields)`,
+	} {
+		if !strings.Contains(txt.String(), line) {
+			t.Errorf("the text lacks %q", line)
+		}
+	}
+	if strings.Contains(txt.String(), "kubelet-config.yaml:port") {
+		t.Error("an unchanged field is listed")
 	}
 	back, err := ReadJSON(&j)
 	if err != nil {

@@ -55,8 +55,8 @@ func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
 	case ModeRollback:
 		r.printf("clusterctl will roll back these components to the generation they ran before (nothing is uploaded):\n\n")
 	default:
-		r.printf("clusterctl will perform the following actions (%s: %s create, %s upgrade, %s update in place, %s replace, %s delete):\n\n",
-			"symbols", r.sym(Create), r.sym(Upgrade), r.sym(Update), r.sym(Replace), r.sym(Delete))
+		r.printf("clusterctl will perform the following actions (%s: %s create, %s upgrade, %s update in place, %s delete):\n\n",
+			"symbols", r.sym(Create), r.sym(Upgrade), r.sym(Update), r.sym(Delete))
 	}
 	var certs []Change
 	for _, c := range p.Changes {
@@ -87,8 +87,8 @@ func WriteText(w io.Writer, p *Plan, opt TextOptions) error {
 		return r.err
 	}
 	n := p.Counts()
-	r.printf("%s %d to create, %d to upgrade, %d to update, %d to replace, %d to delete.\n",
-		r.paint("Plan:", bold), n[Create], n[Upgrade], n[Update], n[Replace], n[Delete])
+	r.printf("%s %d to create, %d to upgrade, %d to update, %d to delete.\n",
+		r.paint("Plan:", bold), n[Create], n[Upgrade], n[Update], n[Delete])
 	return r.err
 }
 
@@ -192,21 +192,62 @@ func (r *renderer) change(c Change) {
 		where = fmt.Sprintf(" on %q", c.Host)
 	}
 	r.printf("  %s %s %q%s {\n", r.sym(c.Action), c.Kind, c.Name, where)
+	lines := attrLines(c)
 	width := 0
-	for _, a := range c.Attrs {
-		width = max(width, len(a.Name))
+	for _, l := range lines {
+		width = max(width, len(l.name))
 	}
-	for _, a := range c.Attrs {
-		switch a.Action {
+	for _, l := range lines {
+		switch l.action {
 		case Create:
-			r.printf("      %s %-*s = %s\n", r.sym(Create), width, a.Name, quote(a.After))
+			r.printf("      %s %-*s = %s\n", r.sym(Create), width, l.name, l.after)
 		case Delete:
-			r.printf("      %s %-*s = %s\n", r.sym(Delete), width, a.Name, quote(a.Before))
+			r.printf("      %s %-*s = %s\n", r.sym(Delete), width, l.name, l.before)
 		default:
-			r.printf("      %s %-*s = %s -> %s\n", r.sym(Update), width, a.Name, quote(a.Before), quote(a.After))
+			r.printf("      %s %-*s = %s -> %s\n", r.sym(Update), width, l.name, l.before, l.after)
 		}
 	}
 	r.printf("    }\n\n")
+}
+
+type attrLine struct {
+	name          string
+	action        Action
+	before, after string
+}
+
+// attrLines is what the text shows of a change's attributes. An update
+// lists each changed attribute, file fields included: that is the point of
+// the plan. A create or delete of a whole component would list every field
+// of every file it has, hundreds of lines saying only "all of it", so
+// there a structured file is one line with its count of fields
+// ("kubelet-config.yaml = (34 fields)", as Terraform folds a nested block
+// it does not need to show) and the flags, version and digests stay one
+// line each. The JSON plan always has every attribute.
+func attrLines(c Change) []attrLine {
+	var out []attrLine
+	fold := c.Action == Create || c.Action == Delete
+	for i := 0; i < len(c.Attrs); i++ {
+		a := c.Attrs[i]
+		if file, _, ok := FileAttr(a.Name); ok && fold && a.Action == c.Action {
+			n := 1
+			for n < len(c.Attrs)-i {
+				f, _, ok := FileAttr(c.Attrs[i+n].Name)
+				if !ok || f != file || c.Attrs[i+n].Action != a.Action {
+					break
+				}
+				n++
+			}
+			if n > 1 {
+				v := fmt.Sprintf("(%d fields)", n)
+				out = append(out, attrLine{name: file, action: a.Action, before: v, after: v})
+				i += n - 1
+				continue
+			}
+		}
+		out = append(out, attrLine{name: a.Name, action: a.Action, before: quote(a.Before), after: quote(a.After)})
+	}
+	return out
 }
 
 func quote(v string) string {

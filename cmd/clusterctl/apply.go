@@ -31,8 +31,10 @@ func newApplyCmd(g *globals) *cobra.Command {
 certificates and configs, switches each component to its new generation and
 waits for its health gate, rolling back a component whose gate fails.
 
-With PLANFILE (from plan -out) it carries out exactly that plan, and refuses
-when the spec, a host or the state changed since it was made.
+With PLANFILE (from plan -out, of any mode: apply, -destroy or -rollback) it
+carries out exactly the steps stored in the file, and refuses, naming what
+changed, when a spec file, a variable, the clusterctl binary, a bundle
+artifact, a host or the state changed since it was made.
 
 Ctrl-C lets the running steps finish, saves the state and stops; a second
 Ctrl-C aborts at once.
@@ -43,16 +45,15 @@ etcd snapshot, and a summary; it needs -auto-approve or a PLANFILE.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			var saved *plan.Plan
+			r := run{opts: apply.Options{Mode: plan.ModeApply}, autoApprove: autoApprove, asJSON: asJSON}
 			if len(args) == 1 {
 				p, err := loadPlan(args[0])
 				if err != nil {
 					return err
 				}
-				saved = p
-				autoApprove = true // approving the saved plan was the point of saving it
+				r.saved = p
 			}
-			return runApply(cmd.Context(), g, &o, saved, autoApprove, asJSON, stdout, stderr)
+			return r.exec(cmd.Context(), g, &o, stdout, stderr)
 		},
 	}
 	addClusterFlags(cmd.Flags(), &o)
@@ -73,12 +74,32 @@ type applySummary struct {
 	Error    string  `json:"error,omitempty"`
 }
 
-func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Plan, autoApprove, asJSON bool, stdout, stderr io.Writer) error {
-	if asJSON && !autoApprove {
-		return errors.New("apply -json cannot ask for approval: add -auto-approve, or apply a saved plan file")
+// run is apply, destroy and rollback: one plan of the mode (or the saved
+// plan), shown, approved, and carried out by the one executor, with the
+// same progress, -json events and two-stage Ctrl-C.
+type run struct {
+	opts        apply.Options
+	saved       *plan.Plan
+	autoApprove bool
+	asJSON      bool
+	// done runs after a successful run (destroy retires the state).
+	done func(s *apply.Session, c *apply.Computed, lockID string, stdout io.Writer) (unlocked bool, err error)
+}
+
+func (r run) exec(ctx context.Context, g *globals, o *clusterOptions, stdout, stderr io.Writer) error {
+	if r.saved != nil {
+		r.opts = apply.SavedOptions(r.saved)
+		r.autoApprove = true // approving the saved plan was the point of saving it
+		if r.opts.Mode == plan.ModeDestroy {
+			r.done = retireState // as `clusterctl destroy` does
+		}
+	}
+	mode := r.opts.Mode
+	if r.asJSON && !r.autoApprove {
+		return fmt.Errorf("%s -json cannot ask for approval: add -auto-approve, or apply a saved plan file", mode)
 	}
 	var enc *json.Encoder
-	if asJSON {
+	if r.asJSON {
 		enc = json.NewEncoder(stdout)
 		stdout = io.Discard // the text; events go to the real stdout
 	}
@@ -93,25 +114,33 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 	if enc != nil {
 		s.Events = func(e apply.Event) { enc.Encode(e) }
 	}
-	lock, err := s.Store.Lock("apply")
+	lock, err := s.Store.Lock(string(mode))
 	if err != nil {
 		return err
 	}
+	locked := true
 	defer func() {
+		if !locked {
+			return
+		}
 		if err := s.Store.Unlock(lock.ID); err != nil {
 			fmt.Fprintf(stderr, "Error: release the state lock: %v\n", err)
 		}
+		if mode == plan.ModeDestroy {
+			os.Remove(s.Store.Dir) // only when empty: the lock made it
+		}
 	}()
 
-	c, err := s.Plan(ctx)
+	c, err := s.Plan(ctx, r.opts)
 	if err != nil {
 		return err
 	}
 	color := !o.spec.noColor && isTerminal(stdout)
-	if saved != nil {
-		if why := saved.Fingerprint.Compare(c.Plan.Fingerprint); len(why) > 0 {
-			return fmt.Errorf("the saved plan is stale and was not applied: %s; run `clusterctl plan` again", strings.Join(why, "; "))
+	if r.saved != nil {
+		if why := apply.Stale(r.saved, c.Plan); len(why) > 0 {
+			return fmt.Errorf("the saved plan is stale and was not applied:\n  - %s\nRun `clusterctl plan` again", strings.Join(why, "\n  - "))
 		}
+		c.Plan = r.saved // carried out exactly as stored
 	} else {
 		fmt.Fprintln(stdout)
 		if err := plan.WriteText(stdout, c.Plan, plan.TextOptions{Color: color}); err != nil {
@@ -125,6 +154,9 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		}{"plan", c.Plan})
 	}
 	if !c.Plan.HasChanges() {
+		if mode != plan.ModeApply {
+			return nil
+		}
 		// Nothing to change on the hosts, but a lost state folder is
 		// rebuilt from them: the restored PKI and the state file.
 		if err := s.SavePKI(c); err != nil {
@@ -136,13 +168,13 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		}
 		return err
 	}
-	if !autoApprove {
-		ok, err := confirm(g.stdin, stdout)
+	if !r.autoApprove {
+		ok, err := confirm(g.stdin, stdout, mode)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			fmt.Fprintln(stdout, "\nApply cancelled.")
+			fmt.Fprintf(stdout, "\n%s cancelled.\n", title(mode))
 			return silentExit(1)
 		}
 	}
@@ -159,21 +191,37 @@ func runApply(ctx context.Context, g *globals, o *clusterOptions, saved *plan.Pl
 		enc.Encode(summaryEvent(sum, err))
 	}
 	if err != nil {
-		if sum.HaltedBy != nil {
-			fmt.Fprintln(stdout, "\nApply stopped after a failed health gate; that component was rolled back to the generation it ran before, and nothing else was started. The hosts keep their versions, so `clusterctl plan` shows what is left.")
-		} else if errors.Is(err, apply.ErrInterrupted) {
-			fmt.Fprintln(stdout, "\nStopped before finishing. Run `clusterctl apply` again to continue from where the hosts are.")
+		switch {
+		case sum.HaltedBy != nil:
+			fmt.Fprintf(stdout, "\n%s stopped after a failed health gate; that component was rolled back to the generation it ran before, and nothing else was started. The hosts keep their versions, so `clusterctl plan` shows what is left.\n", title(mode))
+		case errors.Is(err, apply.ErrInterrupted):
+			fmt.Fprintf(stdout, "\nStopped before finishing. Run `clusterctl %s` again to continue from where the hosts are.\n", mode)
+		case mode == plan.ModeDestroy:
+			fmt.Fprintln(stdout, "\nNothing after the failed step was removed. Fix the cause and run `clusterctl destroy` again: it removes what is left.")
 		}
 		return silentExitWith(1, err)
+	}
+	if r.done != nil {
+		unlocked, err := r.done(s, c, lock.ID, stdout)
+		locked = locked && !unlocked
+		return err
 	}
 	return nil
 }
 
-func confirm(stdin io.Reader, stdout io.Writer) (bool, error) {
+func title(m plan.Mode) string {
+	return strings.ToUpper(string(m[:1])) + string(m[1:])
+}
+
+func confirm(stdin io.Reader, stdout io.Writer, mode plan.Mode) (bool, error) {
 	if f, ok := stdin.(*os.File); !ok || !isTerminalFile(f) {
-		return false, errors.New("apply needs approval: run it in a terminal, or pass -auto-approve (or a saved plan file)")
+		return false, fmt.Errorf("%s needs approval: run it in a terminal, or pass -auto-approve (or a saved plan file)", mode)
 	}
-	fmt.Fprint(stdout, "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+	q := "Do you want to perform these actions?"
+	if mode == plan.ModeDestroy {
+		q = "Do you really want to destroy everything clusterctl installed on these hosts?\n  There is no undo."
+	}
+	fmt.Fprintf(stdout, "\n%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", q)
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && line == "" {
 		return false, fmt.Errorf("read approval: %w", err)
@@ -182,19 +230,32 @@ func confirm(stdin io.Reader, stdout io.Writer) (bool, error) {
 }
 
 func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
-	done, failed, skipped := 0, 0, 0
+	done, failed, skipped, changes := 0, 0, 0, 0
+	hosts := map[string]bool{}
 	for _, o := range sum.Result.Outcomes {
 		switch o.Status {
 		case state.StepDone:
 			done++
+			changes += len(o.Step.Changes)
+			for _, h := range o.Step.Hosts {
+				hosts[h] = true
+			}
 		case state.StepFailed:
 			failed++
 		case state.StepSkipped:
 			skipped++
 		}
 	}
-	fmt.Fprintf(w, "\nApply finished in %s: %d steps done, %d failed, %d skipped; %s uploaded.\n",
-		sum.Elapsed.Round(100*time.Millisecond), done, failed, skipped, apply.HumanBytes(sum.Uploaded))
+	elapsed := sum.Elapsed.Round(100 * time.Millisecond)
+	switch {
+	case p.Mode == plan.ModeDestroy && failed == 0 && skipped == 0 && !sum.Result.Interrupted:
+		fmt.Fprintf(w, "\nDestroy complete in %s: %d components removed on %d hosts.\n", elapsed, changes, len(hosts))
+	case p.Mode == plan.ModeRollback && failed == 0 && skipped == 0 && !sum.Result.Interrupted:
+		fmt.Fprintf(w, "\nRollback complete in %s: %d components rolled back on %d hosts. The spec still asks for what was rolled back: `clusterctl plan` shows it as pending.\n", elapsed, changes, len(hosts))
+	default:
+		fmt.Fprintf(w, "\n%s finished in %s: %d steps done, %d failed, %d skipped; %s uploaded.\n",
+			title(p.Mode), elapsed, done, failed, skipped, apply.HumanBytes(sum.Uploaded))
+	}
 	for _, o := range sum.Result.Outcomes {
 		if o.Status == state.StepFailed {
 			fmt.Fprintf(w, "\nFailed: %s on %s\n  %s\n", o.Step.Component, strings.Join(o.Step.Hosts, ", "),
@@ -206,7 +267,6 @@ func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
 			fmt.Fprintf(w, "Skipped: %s on %s (%v)\n", o.Step.Component, strings.Join(o.Step.Hosts, ", "), o.Err)
 		}
 	}
-	_ = p
 }
 
 // silentExitWith exits with code; err has been reported already.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/components"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/pki"
 	"github.com/spf13/cobra"
@@ -32,7 +32,7 @@ what is there.`,
 			if err != nil {
 				return err
 			}
-			table, err := pki.NewTable(apply.PKICluster(c))
+			table, err := pki.NewTable(components.PKICluster(c))
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/clusterctl/clusterctl/apply"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/spf13/cobra"
@@ -16,6 +17,10 @@ func newPlanCmd(g *globals) *cobra.Command {
 		out              string
 		detailedExitCode bool
 		asJSON           bool
+		destroy          bool
+		keepData         bool
+		rollback         string
+		rollbackHosts    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -23,6 +28,10 @@ func newPlanCmd(g *globals) *cobra.Command {
 		Long: `Plan connects to every host, reads what clusterctl installed there
 (/etc/clusterctl/installed.json) and checks it for drift, computes what the
 spec wants, and prints the difference. It changes nothing.
+
+-destroy plans what ` + "`clusterctl destroy`" + ` removes (with -keep-data, what it
+keeps); -rollback COMPONENT (with --host) plans what ` + "`clusterctl rollback`" + `
+does. A plan of any mode saved with -out is carried out by ` + "`apply FILE`" + `.
 
 Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
 		Args: cobra.NoArgs,
@@ -33,12 +42,26 @@ Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
 			if !asJSON {
 				log = stdout
 			}
+			opts := apply.Options{Mode: plan.ModeApply}
+			switch {
+			case destroy && rollback != "":
+				return fmt.Errorf("-destroy and -rollback are two different plans: choose one")
+			case destroy:
+				opts = apply.Options{Mode: plan.ModeDestroy, KeepData: keepData}
+			case rollback != "":
+				var err error
+				if opts, err = rollbackOptions(rollback, rollbackHosts); err != nil {
+					return err
+				}
+			case keepData || len(rollbackHosts) > 0:
+				return fmt.Errorf("-keep-data goes with -destroy, --host with -rollback")
+			}
 			s, err := openSession(ctx, g, &o, log, stderr)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			c, err := s.Plan(ctx)
+			c, err := s.Plan(ctx, opts)
 			if err != nil {
 				return err
 			}
@@ -70,6 +93,10 @@ Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
 	cmd.Flags().StringVar(&out, "out", "", "save the plan to `FILE` for `clusterctl apply FILE`")
 	cmd.Flags().BoolVar(&detailedExitCode, "detailed-exitcode", false, "exit 2 when there are changes, 0 when there are none")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&destroy, "destroy", false, "plan the removal of everything clusterctl installed (what `clusterctl destroy` does)")
+	cmd.Flags().BoolVar(&keepData, "keep-data", false, "with -destroy: keep etcd's data, containerd's images, etcd snapshots and the local PKI")
+	cmd.Flags().StringVar(&rollback, "rollback", "", "plan putting `COMPONENT` back on its previous generation (what `clusterctl rollback` does)")
+	cmd.Flags().StringSliceVar(&rollbackHosts, "host", nil, "with -rollback: only on these hosts (repeatable)")
 	return cmd
 }
 

@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/clusterctl/clusterctl/apply"
 	"github.com/clusterctl/clusterctl/components"
+	"github.com/clusterctl/clusterctl/plan"
 	"github.com/spf13/cobra"
 )
 
@@ -14,6 +16,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 		o           clusterOptions
 		hosts       []string
 		autoApprove bool
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback COMPONENT",
@@ -21,57 +24,34 @@ func newRollbackCmd(g *globals) *cobra.Command {
 		Long: `Rollback switches COMPONENT back to the generation it ran before the last
 change (its previous binary and config, kept on each host: nothing is
 uploaded), one host at a time in the reverse of the upgrade order, each
-behind its health gate. It refuses a rollback that would break the
-version-skew rules (roll back the kubelets before the API servers).
+behind its health gate (etcd: with a snapshot first and the quorum checked
+after each member). It shows the plan and asks for approval, and refuses a
+rollback that would break the version-skew rules (roll back the kubelets
+before the API servers). It is ` + "`plan -rollback COMPONENT`" + ` and ` + "`apply`" + ` in one.
 
 The spec is not changed: a later plan shows the change as pending again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			component := args[0]
-			if !slices.Contains(components.Names(), component) || component == components.AgentComponent {
-				return fmt.Errorf("unknown component %q (one of %s)", component, strings.Join(components.Names()[1:], ", "))
-			}
-			ctx := cmd.Context()
-			stdout := cmd.OutOrStdout()
-			s, err := openSession(ctx, g, &o, stdout, cmd.ErrOrStderr())
+			opts, err := rollbackOptions(args[0], hosts)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			lock, err := s.Store.Lock("rollback")
-			if err != nil {
-				return err
-			}
-			defer s.Store.Unlock(lock.ID)
-			rp, w, err := s.PlanRollback(ctx, component, hosts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "\nclusterctl will roll back %s, one host at a time:\n", component)
-			for i, st := range rp.Steps {
-				fmt.Fprintf(stdout, "  %d. %s: generation %d (%s) -> generation %d (%s)\n", i+1, st.Host,
-					st.From.Number, st.From.Version, st.To.Number, st.To.Version)
-			}
-			if !autoApprove {
-				ok, err := confirm(g.stdin, stdout)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					fmt.Fprintln(stdout, "\nRollback cancelled.")
-					return silentExit(1)
-				}
-			}
-			fmt.Fprintln(stdout)
-			if err := s.Rollback(ctx, rp, w, lock.ID); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "\nRolled back %s on %d hosts. The spec still asks for the newer version: `clusterctl plan` shows it as pending.\n", component, len(rp.Steps))
-			return nil
+			r := run{opts: opts, autoApprove: autoApprove, asJSON: asJSON}
+			return r.exec(cmd.Context(), g, &o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	addClusterFlags(cmd.Flags(), &o)
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "roll back only on these hosts (repeatable)")
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the interactive approval")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable events (JSON lines) instead of text")
 	return cmd
+}
+
+// rollbackOptions checks the component name and makes a rollback plan's
+// options.
+func rollbackOptions(component string, hosts []string) (apply.Options, error) {
+	if !slices.Contains(components.Names(), component) || component == components.AgentComponent {
+		return apply.Options{}, fmt.Errorf("unknown component %q (one of %s)", component, strings.Join(components.Names()[1:], ", "))
+	}
+	return apply.Options{Mode: plan.ModeRollback, Components: []string{component}, Hosts: hosts}, nil
 }

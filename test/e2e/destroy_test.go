@@ -99,7 +99,7 @@ func TestDestroy(t *testing.T) {
 	t.Run("plan shows everything to create; apply brings the cluster back", func(t *testing.T) {
 		out, err := l.spec("plan", "-detailed-exitcode")
 		if exitCode(err) != 2 || !strings.Contains(out, `component.etcd["cp-1"] will be created`) ||
-			!strings.Contains(out, `component.kubelet["worker-1"] will be created`) || !strings.Contains(out, "0 to update, 0 to replace, 0 to delete") {
+			!strings.Contains(out, `component.kubelet["worker-1"] will be created`) || !strings.Contains(out, "0 to update, 0 to delete") {
 			t.Fatalf("plan after destroy: exit %d, want 2 with only creations:\n%s", exitCode(err), out)
 		}
 		up()

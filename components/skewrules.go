@@ -1,4 +1,4 @@
-package apply
+package components
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ func (v Versions) Clone() Versions {
 	return out
 }
 
-func (v Versions) set(host, component, version string) {
+func (v Versions) Set(host, component, version string) {
 	if v[host] == nil {
 		v[host] = map[string]string{}
 	}
@@ -176,7 +176,7 @@ func CheckUpgrade(observed, desired Versions) error {
 	// then everything.
 	state := observed.Clone()
 	for _, inst := range desired.instances(bundle.Etcd) {
-		state.set(inst.host, bundle.Etcd, inst.version)
+		state.Set(inst.host, bundle.Etcd, inst.version)
 	}
 	seen := map[string]bool{}
 	addAll := func(es []error) {
@@ -191,7 +191,7 @@ func CheckUpgrade(observed, desired Versions) error {
 		if state[inst.host][bundle.KubeAPIServer] == inst.version {
 			continue
 		}
-		state.set(inst.host, bundle.KubeAPIServer, inst.version)
+		state.Set(inst.host, bundle.KubeAPIServer, inst.version)
 		addAll(CheckSnapshot(state, "while kube-apiserver is upgraded on "+inst.host))
 	}
 	addAll(CheckSnapshot(desired, "after the rollout"))
@@ -203,7 +203,7 @@ func CheckUpgrade(observed, desired Versions) error {
 // initial-cluster-state=existing, and a removed one must leave the
 // membership first, or quorum is at risk. clusterctl does not do either yet,
 // so the plan stops before anything changes.
-func checkEtcdMembership(observed, desired Versions) error {
+func CheckEtcdMembership(observed, desired Versions) error {
 	var running, wanted []string
 	for _, i := range observed.instances(bundle.Etcd) {
 		running = append(running, i.host)
@@ -233,4 +233,27 @@ func checkEtcdMembership(observed, desired Versions) error {
 		msg += "; removing members (" + strings.Join(removed, ", ") + ")"
 	}
 	return &ruleError{msg: msg + ": changing the members of a running etcd cluster is not supported yet (a member must join with `etcdctl member add` and leave with `member remove` to keep quorum); keep the etcd hosts as they are"}
+}
+
+// ObservedVersions is what the hosts run, by host and component (the agent
+// aside: its version is its binary's digest).
+func ObservedVersions(installed map[string]Installed) Versions {
+	v := Versions{}
+	for host, inst := range installed {
+		for name, c := range inst.Components {
+			if name != AgentComponent {
+				v.Set(host, name, c.Version)
+			}
+		}
+	}
+	return v
+}
+
+// DesiredVersions is what the spec wants, by host and component.
+func DesiredVersions(ds []Desired) Versions {
+	v := Versions{}
+	for _, d := range ds {
+		v.Set(d.Host, d.Component, d.Version)
+	}
+	return v
 }

@@ -1,4 +1,4 @@
-package apply
+package components
 
 import (
 	"errors"
@@ -12,19 +12,19 @@ import (
 func cluster(over ...string) Versions {
 	v := Versions{}
 	for _, h := range []string{"cp-1", "cp-2"} {
-		v.set(h, "etcd", "3.6.16")
-		v.set(h, "kube-apiserver", "1.36.3")
-		v.set(h, "kube-controller-manager", "1.36.3")
-		v.set(h, "kube-scheduler", "1.36.3")
-		v.set(h, "kubelet", "1.36.3")
-		v.set(h, "kube-proxy", "1.36.3")
+		v.Set(h, "etcd", "3.6.16")
+		v.Set(h, "kube-apiserver", "1.36.3")
+		v.Set(h, "kube-controller-manager", "1.36.3")
+		v.Set(h, "kube-scheduler", "1.36.3")
+		v.Set(h, "kubelet", "1.36.3")
+		v.Set(h, "kube-proxy", "1.36.3")
 	}
-	v.set("w-1", "kubelet", "1.36.3")
-	v.set("w-1", "kube-proxy", "1.36.3")
+	v.Set("w-1", "kubelet", "1.36.3")
+	v.Set("w-1", "kube-proxy", "1.36.3")
 	for _, o := range over {
 		hc, ver, _ := strings.Cut(o, "=")
 		h, c, _ := strings.Cut(hc, "/")
-		v.set(h, c, ver)
+		v.Set(h, c, ver)
 	}
 	return v
 }
@@ -117,17 +117,17 @@ func TestCheckUpgradeNamesHostsAndVersions(t *testing.T) {
 
 func TestEtcdMembershipChangesAreRefused(t *testing.T) {
 	three := cluster(all("etcd", "3.6.16", "cp-3")...)
-	if err := checkEtcdMembership(cluster(), cluster()); err != nil {
+	if err := CheckEtcdMembership(cluster(), cluster()); err != nil {
 		t.Fatalf("same members refused: %v", err)
 	}
-	if err := checkEtcdMembership(Versions{}, three); err != nil {
+	if err := CheckEtcdMembership(Versions{}, three); err != nil {
 		t.Fatalf("a new cluster refused: %v", err)
 	}
-	err := checkEtcdMembership(cluster(), three)
+	err := CheckEtcdMembership(cluster(), three)
 	if err == nil || !strings.Contains(err.Error(), "adding members (cp-3)") || !errors.Is(err, ErrSkew) {
 		t.Fatalf("adding a member: %v", err)
 	}
-	err = checkEtcdMembership(three, cluster())
+	err = CheckEtcdMembership(three, cluster())
 	if err == nil || !strings.Contains(err.Error(), "removing members (cp-3)") {
 		t.Fatalf("removing a member: %v", err)
 	}
