@@ -35,4 +35,3 @@ func PKICluster(c *spec.Cluster) pki.Cluster {
 	}
 	return pc
 }
-

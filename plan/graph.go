@@ -74,7 +74,7 @@ func Graph(changes []Change, order Order, components []string, reverse bool) ([]
 	}
 
 	var steps []Step
-	forward := map[string][]int{} // component → its steps that follow the rules
+	forward := map[string][]int{}  // component → its steps that follow the rules
 	backward := map[string][]int{} // component → its steps that follow them reversed
 	for _, comp := range names {
 		cs := byComp[comp]
