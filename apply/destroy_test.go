@@ -58,7 +58,7 @@ func TestTeardown(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := teardown("h", tc.inst, tc.probe, tc.keep)
+			got := components.Teardown("h", tc.inst, tc.probe, tc.keep)
 			if d := cmp.Diff(tc.want, names(got)); d != "" {
 				t.Errorf("components (-want +got):\n%s", d)
 			}
@@ -82,9 +82,9 @@ func TestTeardown(t *testing.T) {
 
 func destroySteps(t *testing.T) []plan.Step {
 	var cs []plan.Change
-	cs = append(cs, teardown("cp-1", installed("agent", "etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
-	cs = append(cs, teardown("worker-1", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
-	cs = append(cs, teardown("worker-2", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	cs = append(cs, components.Teardown("cp-1", installed("agent", "etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	cs = append(cs, components.Teardown("worker-1", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
+	cs = append(cs, components.Teardown("worker-2", installed("agent", "containerd", "cni", "kubelet", "kube-proxy"), components.HostProbe{}, false)...)
 	steps, err := plan.Graph(cs, components.Order(1), components.Names(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestDestroyWalk(t *testing.T) {
 }
 
 func TestMissingTools(t *testing.T) {
-	td := teardown("w", installed("agent", "cni", "kubelet"), components.HostProbe{}, false)
+	td := components.Teardown("w", installed("agent", "cni", "kubelet"), components.HostProbe{}, false)
 	errs := missingTools("w", td, func(tool string) bool { return tool == "iptables" })
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "host w: ip is missing") {
 		t.Errorf("errors %v, want ip missing on w", errs)
@@ -146,7 +146,7 @@ func TestMissingTools(t *testing.T) {
 	if errs := missingTools("w", td, func(string) bool { return true }); len(errs) != 0 {
 		t.Errorf("every tool present: %v", errs)
 	}
-	if errs := missingTools("cp", teardown("cp", installed("agent", "etcd"), components.HostProbe{}, false), func(string) bool { return false }); len(errs) != 0 {
+	if errs := missingTools("cp", components.Teardown("cp", installed("agent", "etcd"), components.HostProbe{}, false), func(string) bool { return false }); len(errs) != 0 {
 		t.Errorf("etcd needs no tool: %v", errs)
 	}
 }

@@ -179,7 +179,7 @@ func (s *Session) planDestroy(ctx context.Context, c *Computed, o Options) ([]pl
 	var changes []plan.Change
 	var preflight []error
 	for _, h := range s.Cluster.Hosts() {
-		hc := teardown(h.Name, c.World.Installed[h.Name], c.Probes[h.Name], o.KeepData)
+		hc := components.Teardown(h.Name, c.World.Installed[h.Name], c.Probes[h.Name], o.KeepData)
 		preflight = append(preflight, missingTools(h.Name, hc, c.World.Facts[h.Name].HasTool)...)
 		changes = append(changes, hc...)
 	}
@@ -203,38 +203,6 @@ func missingTools(host string, changes []plan.Change, has func(string) bool) []e
 		}
 	}
 	return errs
-}
-
-// teardown is one host's part of a destroy: a delete of every component
-// installed.json records or the agent runs, and of the agent (with
-// clusterctl's files) when anything of clusterctl is there.
-func teardown(host string, inst components.Installed, p components.HostProbe, keepData bool) []plan.Change {
-	names := inst.Names()
-	for _, n := range p.Running {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	if (len(names) > 0 || p.AgentBinary || len(p.Leftovers) > 0) && !slices.Contains(names, components.AgentComponent) {
-		names = append(names, components.AgentComponent)
-	}
-	var out []plan.Change
-	for _, n := range names {
-		ch := plan.Change{Address: plan.Address(components.Kind, n, host), Kind: components.Kind, Name: n, Host: host,
-			Action: plan.Delete, Before: inst.Components[n].Version}
-		if ch.Before != "" {
-			ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: "version", Action: plan.Delete, Before: ch.Before})
-		}
-		if n == components.AgentComponent {
-			ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: "files", Action: plan.Delete,
-				Before: strings.Join(components.HostFiles(keepData), ", ")})
-			if kept := components.KeptData(names); keepData && len(kept) > 0 {
-				ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: plan.AttrKept, Action: plan.NoOp, Before: strings.Join(kept, ", ")})
-			}
-		}
-		out = append(out, ch)
-	}
-	return out
 }
 
 // planRollback puts the chosen components back on their previous
@@ -316,8 +284,8 @@ func (s *Session) fingerprint(w World, desired map[string]components.Desired) (p
 	}
 	for _, d := range desired {
 		for _, a := range d.Artifacts {
-			if a.Component == components.AgentComponent {
-				continue // the binary
+			if a.SHA256 == s.agentBin.SHA256 {
+				continue // the binary itself
 			}
 			fp.Artifacts[fmt.Sprintf("%s %s %s %s", a.Component, a.Version, w.Platforms[d.Host], a.Name)] = "sha256:" + a.SHA256
 		}

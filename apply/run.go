@@ -118,7 +118,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			return err
 		},
 		Logf: s.logf}
-	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}, agentUp: map[string]bool{}}
+	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}, agentUp: map[string]bool{}, agentStart: map[string]*sync.Mutex{}}
 	for h, p := range c.Probes {
 		ex.agentUp[h] = p.AgentUp
 	}
@@ -189,9 +189,10 @@ type executor struct {
 	inst *components.Installer
 	env  *components.Env
 
-	mu      sync.Mutex
-	once    map[string]*onceErr // component → its Once hook, run at most once
-	agentUp map[string]bool     // destroy: hosts whose agent answers (or was started)
+	mu         sync.Mutex
+	once       map[string]*onceErr    // component → its Once hook, run at most once
+	agentUp    map[string]bool        // destroy: hosts whose agent answers (or was started)
+	agentStart map[string]*sync.Mutex // destroy: one agent start per host
 }
 
 type onceErr struct {
@@ -241,25 +242,34 @@ func (e *executor) do(ctx context.Context, h components.Host, ch plan.Change) er
 	switch {
 	case ch.Action == plan.Delete:
 		opts := components.UninstallOptions{KeepData: e.c.Plan.KeepData}
-		if ch.Name == components.AgentComponent {
-			var kept []string
-			if opts.KeepData {
-				kept = components.KeptData(append(e.c.World.Installed[ch.Host].Names(), e.c.Probes[ch.Host].Running...))
-			}
-			return e.inst.UninstallHost(ctx, h, opts, kept)
+		var kept []string
+		if opts.KeepData {
+			kept = components.KeptData(append(e.c.World.Installed[ch.Host].Names(), e.c.Probes[ch.Host].Running...))
 		}
-		// Components are stopped through the agent: start it where it did
-		// not answer (it adopts what runs).
+		// The first delete on a host whose agent did not answer starts it;
+		// the host's other deletes wait for that.
 		e.mu.Lock()
 		up, known := e.agentUp[ch.Host]
-		e.agentUp[ch.Host] = true
+		start := e.agentStart[ch.Host]
+		if start == nil {
+			start = &sync.Mutex{}
+			e.agentStart[ch.Host] = start
+		}
 		e.mu.Unlock()
 		if known && !up {
-			if err := components.StartAgent(ctx, h); err != nil {
-				return err
-			}
+			start.Lock()
+			defer start.Unlock()
+			e.mu.Lock()
+			up = e.agentUp[ch.Host]
+			e.mu.Unlock()
 		}
-		return e.inst.Uninstall(ctx, h, ch.Name, opts)
+		if err := e.inst.Delete(ctx, h, ch.Name, opts, kept, known && !up); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.agentUp[ch.Host] = true
+		e.mu.Unlock()
+		return nil
 	case e.c.Plan.Mode == plan.ModeRollback:
 		_, err := e.inst.Rollback(ctx, h, ch.Name, installed[ch.Name])
 		return err
@@ -268,20 +278,11 @@ func (e *executor) do(ctx context.Context, h components.Host, ch plan.Change) er
 	if !ok {
 		return fmt.Errorf("no desired state for %s", ch.Address)
 	}
-	if ch.Name == components.AgentComponent {
-		return e.inst.InstallAgent(ctx, h, d)
-	}
 	var current *components.InstalledComponent
 	if ic, ok := installed[ch.Name]; ok {
 		current = &ic
 	}
-	if ch.Action == plan.Replace && current != nil {
-		if err := e.inst.Remove(ctx, h, ch.Name); err != nil {
-			return err
-		}
-		current = nil
-	}
-	return e.inst.Install(ctx, h, d, current)
+	return e.inst.Apply(ctx, h, d, current)
 }
 
 // syncState fills the local state with what hosts reported for components

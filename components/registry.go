@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/pki"
@@ -246,4 +247,61 @@ func HostFiles(keepData bool) []string {
 		fs = append(fs, SnapshotDir+"/etcd-<cluster>-*.db")
 	}
 	return fs
+}
+
+// Teardown is one host's part of a destroy: a delete of every component
+// installed.json records or the agent runs, and of the agent (with
+// clusterctl's files) when anything of clusterctl is there.
+func Teardown(host string, inst Installed, p HostProbe, keepData bool) []plan.Change {
+	names := inst.Names()
+	for _, n := range p.Running {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if (len(names) > 0 || p.AgentBinary || len(p.Leftovers) > 0) && !slices.Contains(names, AgentComponent) {
+		names = append(names, AgentComponent)
+	}
+	var out []plan.Change
+	for _, n := range names {
+		ch := plan.Change{Address: plan.Address(Kind, n, host), Kind: Kind, Name: n, Host: host,
+			Action: plan.Delete, Before: inst.Components[n].Version}
+		if ch.Before != "" {
+			ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: "version", Action: plan.Delete, Before: ch.Before})
+		}
+		if n == AgentComponent {
+			ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: "files", Action: plan.Delete,
+				Before: strings.Join(HostFiles(keepData), ", ")})
+			if kept := KeptData(names); keepData && len(kept) > 0 {
+				ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: plan.AttrKept, Action: plan.NoOp, Before: strings.Join(kept, ", ")})
+			}
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+// Apply makes a component on a host match d: the agent's binary, or a
+// component's new generation behind its gate (Install).
+func (in *Installer) Apply(ctx context.Context, h Host, d Desired, current *InstalledComponent) error {
+	if d.Component == AgentComponent {
+		return in.InstallAgent(ctx, h, d)
+	}
+	return in.Install(ctx, h, d, current)
+}
+
+// Delete removes a component and what it left on the host (Uninstall);
+// the agent goes with all of clusterctl's files (UninstallHost), keeping
+// the data folders in kept. Components are stopped through the agent:
+// startAgent starts it first (it adopts what runs) where it did not answer.
+func (in *Installer) Delete(ctx context.Context, h Host, component string, o UninstallOptions, kept []string, startAgent bool) error {
+	if component == AgentComponent {
+		return in.UninstallHost(ctx, h, o, kept)
+	}
+	if startAgent {
+		if err := StartAgent(ctx, h); err != nil {
+			return err
+		}
+	}
+	return in.Uninstall(ctx, h, component, o)
 }
