@@ -232,7 +232,7 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 	}
 
 	now := time.Now().UTC()
-	rec := Generation{Number: gen, Version: d.Version, ConfigHash: hash, Args: d.Unit.Args, Files: files, UpdatedAt: now}
+	rec := Generation{Number: gen, Version: d.Version, ConfigHash: hash, Args: d.Unit.Args, Files: files, FileAttrs: d.RecordedAttrs(), UpdatedAt: now}
 	// Generation folders that are neither current nor kept are removed.
 	keep := map[int]bool{gen: true}
 	err = in.record(ctx, h, d.Component, func(inst *Installed) {

@@ -20,15 +20,7 @@ const (
 	Create         // +
 	Upgrade        // ^ new version
 	Update         // ~ same version, new config or args
-	// Replace (-/+, remove and create again) is not produced by Diff: no
-	// component setting is better changed by removing the component and
-	// installing it again, since removal keeps the data (etcd's member,
-	// containerd's images, the kubelet's pods) such a setting is about,
-	// while it loses the previous generations, the automatic rollback on a
-	// failed gate and the kubelet's drain. It stays an action only until
-	// the executor stops naming it.
-	Replace
-	Delete // -
+	Delete         // -
 )
 
 // Symbol is the mark shown in front of a change.
@@ -40,8 +32,6 @@ func (a Action) Symbol() string {
 		return "^"
 	case Update:
 		return "~"
-	case Replace:
-		return "-/+"
 	case Delete:
 		return "-"
 	}
@@ -59,8 +49,6 @@ func (a Action) String() string {
 		return "upgrade"
 	case Update:
 		return "update"
-	case Replace:
-		return "replace"
 	case Delete:
 		return "delete"
 	}
@@ -76,8 +64,6 @@ func (a Action) verb() string {
 		return "upgraded"
 	case Update:
 		return "updated in place"
-	case Replace:
-		return "replaced"
 	case Delete:
 		return "deleted"
 	}

@@ -166,8 +166,6 @@ func (r *renderer) sym(a Action) string {
 		return r.paint(a.Symbol(), green)
 	case Delete:
 		return r.paint(a.Symbol(), red)
-	case Replace:
-		return r.paint(a.Symbol(), red+bold)
 	case Upgrade:
 		return r.paint(a.Symbol(), cyan)
 	}
