@@ -262,8 +262,12 @@ func (m *memOverlay) Write(p string, data []byte, mode fs.FileMode) error {
 	return nil
 }
 
-// flush writes what was written to the overlay into dst, in order.
+// flush writes what was written to the overlay into dst, in order. A
+// plan that needs no certificates (destroy, rollback) has no overlay.
 func (m *memOverlay) flush(dst pki.Store) error {
+	if m == nil {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.writes {
