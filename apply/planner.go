@@ -95,7 +95,7 @@ func (s *Session) Plan(ctx context.Context, o Options) (*Computed, error) {
 		Fingerprint:   fp,
 		Changes:       changes,
 		Steps:         steps,
-		Warnings:      c.PKIReport.Warnings(),
+		Warnings:      append(slices.Clone(s.warnings), c.PKIReport.Warnings()...),
 		KeepData:      o.KeepData,
 	}
 	return c, nil
@@ -166,7 +166,7 @@ func (s *Session) planApply(ctx context.Context, c *Computed) ([]plan.Change, er
 func (s *Session) planDestroy(ctx context.Context, c *Computed, o Options) ([]plan.Change, error) {
 	var mu sync.Mutex
 	c.Probes = map[string]components.HostProbe{}
-	err := s.forEachHost(ctx, s.Cluster.Hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
+	err := s.forEachHost(ctx, s.hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
 		p, err := components.ProbeHost(ctx, ch, components.UninstallOptions{KeepData: o.KeepData})
 		mu.Lock()
 		c.Probes[h.Name] = p
@@ -178,7 +178,7 @@ func (s *Session) planDestroy(ctx context.Context, c *Computed, o Options) ([]pl
 	}
 	var changes []plan.Change
 	var preflight []error
-	for _, h := range s.Cluster.Hosts() {
+	for _, h := range s.hosts() {
 		hc := components.Teardown(h.Name, c.World.Installed[h.Name], c.Probes[h.Name], o.KeepData)
 		preflight = append(preflight, missingTools(h.Name, hc, c.World.Facts[h.Name].HasTool)...)
 		changes = append(changes, hc...)

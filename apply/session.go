@@ -43,6 +43,8 @@ type Session struct {
 	conns     map[string]*Conn
 	agentBin  components.AgentBinaryFile
 	logMu     sync.Mutex
+	retired   []spec.Host   // connected hosts the state records and the spec no longer names
+	warnings  []string      // for the plan
 	slots     chan struct{} // the run-wide limit on host operations
 	slotsOnce sync.Once
 }
@@ -85,13 +87,51 @@ func (s *Session) Open(ctx context.Context) error {
 		return err
 	}
 	s.agentBin = bin
+	retired, err := s.retiredHosts()
+	if err != nil {
+		return err
+	}
 	conns, err := Connect(ctx, s.Cluster.Hosts(), s.parallelism(), s.Passphrase)
 	s.conns = conns
 	if err != nil {
 		return fmt.Errorf("cannot reach every host:\n%w", err)
 	}
+	// A host that left the spec is reached with the spec's ssh block, to
+	// remove what clusterctl put there. One that cannot be reached is left
+	// as it is, with a warning: it may be gone for good.
+	rc, err := Connect(ctx, retired, s.parallelism(), s.Passphrase)
+	for _, h := range retired {
+		if c, ok := rc[h.Name]; ok {
+			s.conns[h.Name] = c
+			s.retired = append(s.retired, h)
+		}
+	}
+	if err != nil {
+		s.warnings = append(s.warnings, fmt.Sprintf("hosts that left the spec could not be reached; what clusterctl put on them stays until they can be: %v", err))
+	}
 	return nil
 }
+
+// retiredHosts are the hosts the local state records that the spec no
+// longer names, with the spec's ssh settings.
+func (s *Session) retiredHosts() ([]spec.Host, error) {
+	st, err := s.Store.Read()
+	if err != nil || st == nil {
+		return nil, err
+	}
+	var out []spec.Host
+	for _, name := range st.HostNames() {
+		if _, ok := s.Cluster.Host(name); ok {
+			continue
+		}
+		ssh := s.Cluster.SSH()
+		out = append(out, spec.Host{Name: name, Address: st.Hosts[name].Address, Port: ssh.Port, User: ssh.User, SSH: ssh})
+	}
+	return out, nil
+}
+
+// hosts are the spec's hosts and the connected hosts that left it.
+func (s *Session) hosts() []spec.Host { return append(s.Cluster.Hosts(), s.retired...) }
 
 // Close closes the connections.
 func (s *Session) Close() { CloseAll(s.conns) }
@@ -132,7 +172,7 @@ func (s *Session) Observe(ctx context.Context) (World, error) {
 	w := World{Installed: map[string]components.Installed{}, Platforms: map[string]bundle.Platform{},
 		Lab: map[string]components.LabHost{}, Facts: map[string]provision.Facts{}, Digests: map[string]string{}}
 	var mu sync.Mutex
-	err := s.forEachHost(ctx, s.Cluster.Hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
+	err := s.forEachHost(ctx, s.hosts(), func(ctx context.Context, h spec.Host, ch components.Host) error {
 		cl, ok := s.Client(h.Name)
 		if !ok {
 			return errors.New("not connected")
