@@ -237,7 +237,7 @@ func (s *Session) planRollback(c *Computed, o Options) ([]plan.Change, error) {
 			from, to := ic.Generation, ic.Previous[0]
 			ch := plan.Change{Address: plan.Address(components.Kind, comp, h.Name), Kind: components.Kind, Name: comp, Host: h.Name,
 				Action: plan.Update, Before: from.Version, After: to.Version,
-				Reason: fmt.Sprintf("back to generation %d", to.Number)}
+				Reason: fmt.Sprintf("to generation %d", to.Number)}
 			if from.Version != to.Version {
 				ch.Action = plan.Upgrade // a version change, shown as such (a downgrade here)
 				ch.Attrs = append(ch.Attrs, plan.AttrChange{Name: "version", Action: plan.Update, Before: from.Version, After: to.Version})
