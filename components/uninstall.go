@@ -34,25 +34,6 @@ const (
 	KeptDataFile = ConfigRoot + "/kept-data"
 )
 
-// DestroyStages is the order `clusterctl destroy` removes components in:
-// the reverse of the rollout (Order). Node agents go first (nothing gets
-// scheduled or proxied while the control plane goes away), etcd after
-// every API server, the container runtime and pod network after every
-// kubelet, and the agent last, once it supervises nothing. Each stage
-// finishes on every host before the next starts; within a stage a host's
-// components go one after the other (the kubelet after kube-proxy, so its
-// cleanup removes the iptables chains of both once neither runs).
-func DestroyStages() [][]string {
-	return [][]string{
-		{bundle.KubeProxy, bundle.Kubelet},
-		{bundle.KubeControllerManager, bundle.KubeScheduler},
-		{bundle.KubeAPIServer},
-		{bundle.Etcd},
-		{bundle.CNI, bundle.Containerd},
-		{AgentComponent},
-	}
-}
-
 // UninstallOptions tune what destroy removes.
 type UninstallOptions struct {
 	// KeepData keeps etcd's data, containerd's images and the etcd
