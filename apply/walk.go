@@ -43,6 +43,35 @@ func (r Result) Failed() []Outcome {
 	return out
 }
 
+// Counts is how many steps of a walk ended how, and how many changes on
+// how many hosts the steps that finished made.
+type Counts struct {
+	Done, Failed, Skipped int
+	Changes, Hosts        int
+}
+
+// Count counts the outcomes.
+func (r Result) Count() Counts {
+	var n Counts
+	hosts := map[string]bool{}
+	for _, o := range r.Outcomes {
+		switch o.Status {
+		case state.StepDone:
+			n.Done++
+			n.Changes += len(o.Step.Changes)
+			for _, h := range o.Step.Hosts {
+				hosts[h] = true
+			}
+		case state.StepFailed:
+			n.Failed++
+		case state.StepSkipped:
+			n.Skipped++
+		}
+	}
+	n.Hosts = len(hosts)
+	return n
+}
+
 // Err joins the errors of every failed step, each wrapped with its step.
 func (r Result) Err() error {
 	var errs []error

@@ -230,31 +230,17 @@ func confirm(stdin io.Reader, stdout io.Writer, mode plan.Mode) (bool, error) {
 }
 
 func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
-	done, failed, skipped, changes := 0, 0, 0, 0
-	hosts := map[string]bool{}
-	for _, o := range sum.Result.Outcomes {
-		switch o.Status {
-		case state.StepDone:
-			done++
-			changes += len(o.Step.Changes)
-			for _, h := range o.Step.Hosts {
-				hosts[h] = true
-			}
-		case state.StepFailed:
-			failed++
-		case state.StepSkipped:
-			skipped++
-		}
-	}
+	n := sum.Result.Count()
+	complete := n.Failed == 0 && n.Skipped == 0 && !sum.Result.Interrupted
 	elapsed := sum.Elapsed.Round(100 * time.Millisecond)
 	switch {
-	case p.Mode == plan.ModeDestroy && failed == 0 && skipped == 0 && !sum.Result.Interrupted:
-		fmt.Fprintf(w, "\nDestroy complete in %s: %d components removed on %d hosts.\n", elapsed, changes, len(hosts))
-	case p.Mode == plan.ModeRollback && failed == 0 && skipped == 0 && !sum.Result.Interrupted:
-		fmt.Fprintf(w, "\nRollback complete in %s: %d components rolled back on %d hosts. The spec still asks for what was rolled back: `clusterctl plan` shows it as pending.\n", elapsed, changes, len(hosts))
+	case p.Mode == plan.ModeDestroy && complete:
+		fmt.Fprintf(w, "\nDestroy complete in %s: %d components removed on %d hosts.\n", elapsed, n.Changes, n.Hosts)
+	case p.Mode == plan.ModeRollback && complete:
+		fmt.Fprintf(w, "\nRollback complete in %s: %d components rolled back on %d hosts. The spec still asks for what was rolled back: `clusterctl plan` shows it as pending.\n", elapsed, n.Changes, n.Hosts)
 	default:
 		fmt.Fprintf(w, "\n%s finished in %s: %d steps done, %d failed, %d skipped; %s uploaded.\n",
-			title(p.Mode), elapsed, done, failed, skipped, apply.HumanBytes(sum.Uploaded))
+			title(p.Mode), elapsed, n.Done, n.Failed, n.Skipped, apply.HumanBytes(sum.Uploaded))
 	}
 	for _, o := range sum.Result.Outcomes {
 		if o.Status == state.StepFailed {
@@ -273,17 +259,8 @@ func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {
 func silentExitWith(code int, err error) error { return &exitError{code: code, quiet: true, err: err} }
 
 func summaryEvent(sum apply.Summary, err error) applySummary {
-	e := applySummary{Type: "summary", Uploaded: sum.Uploaded, Seconds: sum.Elapsed.Seconds()}
-	for _, o := range sum.Result.Outcomes {
-		switch o.Status {
-		case state.StepDone:
-			e.Done++
-		case state.StepFailed:
-			e.Failed++
-		case state.StepSkipped:
-			e.Skipped++
-		}
-	}
+	n := sum.Result.Count()
+	e := applySummary{Type: "summary", Done: n.Done, Failed: n.Failed, Skipped: n.Skipped, Uploaded: sum.Uploaded, Seconds: sum.Elapsed.Seconds()}
 	if sum.HaltedBy != nil {
 		e.HaltedBy = sum.HaltedBy.Error()
 	}
