@@ -51,35 +51,20 @@ func SSHConfig(h spec.Host) provision.Config {
 // connections that worked are returned either way, so the caller can close
 // them.
 func Connect(ctx context.Context, hosts []spec.Host, parallelism int, passphrase func(keyFile string) ([]byte, error)) (map[string]*Conn, error) {
-	if parallelism <= 0 {
-		parallelism = 10
-	}
-	var (
-		mu    sync.Mutex
-		conns = map[string]*Conn{}
-		errs  []error
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, parallelism)
-	)
-	for _, h := range hosts {
-		wg.Add(1)
-		go func(h spec.Host) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			cfg := SSHConfig(h)
-			cfg.Passphrase = passphrase
-			c, err := provision.Dial(ctx, cfg)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("host %s (%s): %w", h.Name, h.Address, err))
-				return
-			}
-			conns[h.Name] = &Conn{Host: h, Client: c}
-		}(h)
-	}
-	wg.Wait()
+	var mu sync.Mutex
+	conns := map[string]*Conn{}
+	errs := provision.ForEach(ctx, hosts, max(parallelism, 1), func(ctx context.Context, _ int, h spec.Host) error {
+		cfg := SSHConfig(h)
+		cfg.Passphrase = passphrase
+		c, err := provision.Dial(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("host %s (%s): %w", h.Name, h.Address, err)
+		}
+		mu.Lock()
+		conns[h.Name] = &Conn{Host: h, Client: c}
+		mu.Unlock()
+		return nil
+	})
 	return conns, errors.Join(errs...)
 }
 

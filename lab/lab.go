@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
+	"github.com/clusterctl/clusterctl/provision"
 )
 
 // Options says what `lab up` makes.
@@ -317,26 +318,9 @@ func (l *Lab) build(ctx context.Context, out io.Writer) error {
 
 // forEachHost runs fn for every host, a few at a time, and joins the errors.
 func (l *Lab) forEachHost(fn func(h *HostState) error) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, maxParallel)
-	)
-	for i := range l.state.Hosts {
-		h := &l.state.Hosts[i]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(h); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	errs := provision.ForEach(context.Background(), l.state.Hosts, maxParallel, func(_ context.Context, i int, _ HostState) error {
+		return fn(&l.state.Hosts[i])
+	})
 	return errors.Join(errs...)
 }
 
