@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -60,10 +61,10 @@ func TestDestroy(t *testing.T) {
 		}
 	}
 
-	destroy := func(what string) {
+	destroyWith := func(what string, run func() string) {
 		t.Helper()
 		start := time.Now()
-		out := l.mustSpec("destroy", "-auto-approve")
+		out := run()
 		t.Logf("%s took %s", what, time.Since(start).Round(100*time.Millisecond))
 		for _, want := range []string{`component.kubelet["worker-1"] will be destroyed`, `component.etcd["cp-1"] will be destroyed`,
 			"Destroy complete", "The local state was moved to"} {
@@ -86,6 +87,10 @@ func TestDestroy(t *testing.T) {
 		if len(old) == 0 {
 			t.Errorf("%s: the old CA was not kept in .clusterctl.destroyed-*", what)
 		}
+	}
+	destroy := func(what string) {
+		t.Helper()
+		destroyWith(what, func() string { return l.mustSpec("destroy", "-auto-approve") })
 	}
 	destroy("destroy of a running cluster")
 
@@ -139,7 +144,25 @@ func TestDestroy(t *testing.T) {
 		})
 	})
 
-	destroy("destroy of the rebuilt cluster")
+	// The last destroy is a saved plan: `plan -destroy -out F`, refused by
+	// another clusterctl build (its digest differs), then `apply F`.
+	destroyWith("destroy of the rebuilt cluster through plan -destroy -out and apply", func() string {
+		planFile := filepath.Join(l.Dir, "destroy.plan")
+		out := l.mustSpec("plan", "-destroy", "-out", planFile)
+		other := filepath.Join(t.TempDir(), "clusterctl")
+		b, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(other, append(b, []byte("another build")...), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		refused, err := exec.Command(other, "-chdir="+l.Dir, "apply", planFile).CombinedOutput()
+		if err == nil || !strings.Contains(string(refused), "the clusterctl binary changed") {
+			t.Errorf("apply of a saved plan by another clusterctl build: %v, want a refusal naming the binary:\n%s", err, refused)
+		}
+		return out + l.mustSpec("apply", planFile)
+	})
 }
 
 // leftovers lists what of the cluster is on a lab host: processes, files in

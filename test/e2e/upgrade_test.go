@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -192,7 +193,46 @@ func TestUpgradeAndRollback(t *testing.T) {
 	})
 
 	t.Run("rollback kubelet", func(t *testing.T) {
-		l.mustSpec("rollback", "kubelet", "-auto-approve")
+		// A rollback is a plan carried out by the same executor as apply:
+		// the same -json events, and a first Ctrl-C lets the running step
+		// finish and starts no other.
+		cmd := exec.Command(binary, "-chdir="+l.Dir, "rollback", "kubelet", "-auto-approve", "-json")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var events []map[string]any
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var e map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatalf("rollback -json: not a JSON line: %q", sc.Text())
+			}
+			if e["type"] == "step_start" && len(events) > 0 && events[len(events)-1]["type"] == "plan" {
+				cmd.Process.Signal(os.Interrupt)
+			}
+			events = append(events, e)
+		}
+		err = cmd.Wait()
+		var starts, ends []string
+		for _, e := range events {
+			switch e["type"] {
+			case "step_start":
+				starts = append(starts, fmt.Sprint(e["step"]))
+			case "step_end":
+				ends = append(ends, fmt.Sprint(e["step"], " ", e["status"]))
+			}
+		}
+		last := events[len(events)-1]
+		if exitCode(err) != 1 || events[0]["type"] != "plan" || last["type"] != "summary" || last["steps_done"] != 1.0 ||
+			len(starts) != 1 || len(ends) != 1 || ends[0] != "kubelet:worker-2 done" {
+			t.Fatalf("rollback -json interrupted after its first step: exit %d, steps started %v, ended %v, summary %v", exitCode(err), starts, ends, last)
+		}
+		l.mustSpec("rollback", "kubelet", "--host", "worker-1", "--host", "cp-1", "-auto-approve")
 		eventually(t, 60*time.Second, "every node Ready on kubelet v1.36.3", func() error {
 			out, err := l.kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}")
 			if err != nil {
