@@ -241,3 +241,13 @@ func (c *Client) PatchNode(ctx context.Context, name string, patch any) (Node, e
 	err = c.do(ctx, http.MethodPatch, "/api/v1/nodes/"+url.PathEscape(name), "application/merge-patch+json", b, &n)
 	return n, err
 }
+
+// DeleteNode deletes a Node that left the cluster; one already gone is
+// not an error, so a removal can be run again.
+func (c *Client) DeleteNode(ctx context.Context, name string) error {
+	err := c.do(ctx, http.MethodDelete, "/api/v1/nodes/"+url.PathEscape(name), "", nil, nil)
+	if IsNotFound(err) {
+		return nil
+	}
+	return err
+}
