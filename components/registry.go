@@ -203,39 +203,46 @@ func etcdAround(ctx context.Context, env *Env, ch plan.Change, do func() error) 
 // kubelet changes, and it takes pods again once the kubelet passed its gate
 // (the node is Ready on the new version) or was rolled back. Once the
 // kubelet runs, the node gets the labels and taints only an administrator
-// may set.
+// may set. A kubelet removed by apply (its host left the spec) is drained
+// first and its Node deleted after; a destroy removes the whole cluster and
+// does neither.
 func kubeletAround(ctx context.Context, env *Env, ch plan.Change, do func() error) error {
 	up := env.Cluster.Upgrade()
-	drain := up.Drain && running(ch) && ch.Action != plan.Delete && env.Mode != plan.ModeDestroy
-	if drain {
-		cp, err := env.ControlPlane()
-		if err != nil {
-			return fmt.Errorf("drain %s: %w", ch.Host, err)
+	leaving := ch.Action == plan.Delete && env.Mode == plan.ModeApply
+	drain := leaving || up.Drain && running(ch) && ch.Action != plan.Delete && env.Mode != plan.ModeDestroy
+	var cp Host
+	if drain || leaving || ch.Action != plan.Delete {
+		var err error
+		if cp, err = env.ControlPlane(); err != nil {
+			return fmt.Errorf("node %s: %w", ch.Host, err)
 		}
+	}
+	if drain {
 		env.Logf("  %s: draining (timeout %s)", ch.Host, up.DrainTimeout)
 		if err := DrainNode(ctx, cp, ch.Host, up.DrainTimeout); err != nil {
 			return err
 		}
 	}
 	err := do()
+	switch {
+	case leaving:
+		if err != nil {
+			return err
+		}
+		return DeleteNode(ctx, cp, ch.Host)
+	case ch.Action == plan.Delete:
+		return err
+	}
 	var ge *GateError
 	if drain && (err == nil || errors.As(err, &ge) && ge.RollbackErr == nil) {
-		cp, cerr := env.ControlPlane()
-		if cerr == nil {
-			cerr = UncordonNode(ctx, cp, ch.Host)
-		}
-		err = errors.Join(err, cerr)
+		err = errors.Join(err, UncordonNode(ctx, cp, ch.Host))
 	}
-	if err != nil || ch.Action == plan.Delete || env.Mode == plan.ModeDestroy {
+	if err != nil {
 		return err
 	}
 	h, ok := env.Cluster.Host(ch.Host)
 	if !ok {
 		return fmt.Errorf("node %s is not in the spec", ch.Host)
-	}
-	cp, err := env.ControlPlane()
-	if err != nil {
-		return fmt.Errorf("node %s: set its labels and taints: %w", ch.Host, err)
 	}
 	return SyncNode(ctx, cp, ch.Host, DesiredNodeMeta(h))
 }

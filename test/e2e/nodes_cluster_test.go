@@ -494,15 +494,56 @@ func TestNodesCluster(t *testing.T) {
 			t.Errorf("worker-3 is not Ready after apply")
 		}
 
-		// Taken out of the spec again: no node routes to it any more.
+		// Taken out of the spec again: the plan lists what goes from it,
+		// apply drains it, deletes its Node and removes everything of
+		// clusterctl there, no node routes to it any more, and nothing
+		// else restarts.
 		if err := os.WriteFile(labHCL, []byte(without), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		planOut, err := l.spec("plan", "-detailed-exitcode")
+		if exitCode(err) != 2 {
+			t.Fatalf("plan with worker-3 out of the spec: exit %d, want 2:\n%s", exitCode(err), planOut)
+		}
+		for _, comp := range []string{"agent", "containerd", "cni", "kubelet", "kube-proxy"} {
+			if want := fmt.Sprintf("component.%s[\"worker-3\"] will be deleted", comp); !strings.Contains(planOut, want) {
+				t.Errorf("plan lacks %q:\n%s", want, planOut)
+			}
+		}
+		statusBefore, podsBefore := l.status(t), l.echoPods(t)
 		l.mustSpec("apply", "-auto-approve")
 		for _, name := range all {
 			if r := l.mustSSH(addrs[name], "ip -4 route show "+after["worker-3"]); strings.TrimSpace(r) != "" {
 				t.Errorf("%s still routes worker-3's pods after it left the spec: %q", name, r)
 			}
+		}
+		if _, ok := l.nodes(t)["worker-3"]; ok {
+			t.Errorf("the Node worker-3 is still there after it left the spec")
+		}
+		if left := leftovers(t, l, addrs["worker-3"]); len(left) > 0 {
+			t.Errorf("worker-3 still has, after it left the spec:\n  %s", strings.Join(left, "\n  "))
+		}
+		statusAfter := l.status(t)
+		for k, b := range statusBefore {
+			if strings.HasPrefix(k, "worker-3/") || strings.HasSuffix(k, "/cni") {
+				continue // the pod network's keeper reloads the node list
+			}
+			if a := statusAfter[k]; a.PID != b.PID || a.Restarts != b.Restarts {
+				t.Errorf("%s restarted when worker-3 left: pid %d→%d, restarts %d→%d", k, b.PID, a.PID, b.Restarts, a.Restarts)
+			}
+		}
+		podsAfter := l.echoPods(t)
+		for _, p := range podsBefore {
+			if p.Node == "worker-3" {
+				continue
+			}
+			i := slices.IndexFunc(podsAfter, func(q pod) bool { return q.Name == p.Name })
+			if i < 0 || podsAfter[i].Restarts != p.Restarts {
+				t.Errorf("pod %s on %s changed when worker-3 left: before %+v, after %v", p.Name, p.Node, p, podsAfter)
+			}
+		}
+		if out, err := l.spec("plan", "-detailed-exitcode"); exitCode(err) != 0 || !strings.Contains(out, "No changes.") {
+			t.Errorf("plan after worker-3 left: exit %d, want No changes.\n%s", exitCode(err), out)
 		}
 	})
 }
