@@ -232,7 +232,7 @@ func CheckEtcdMembership(observed, desired Versions) error {
 	if len(removed) > 0 {
 		msg += "; removing members (" + strings.Join(removed, ", ") + ")"
 	}
-	return &ruleError{msg: msg + ": changing the members of a running etcd cluster is not supported yet (a member must join with `etcdctl member add` and leave with `member remove` to keep quorum); keep the etcd hosts as they are"}
+	return &ruleError{msg: msg + ": changing the members of a running etcd cluster is not supported yet (a member must join with `etcdctl member add` and leave with `member remove` to keep quorum), so a host with etcd cannot join or leave the spec, and nothing of it is removed, until etcd membership changes are built; keep the etcd hosts as they are"}
 }
 
 // ObservedVersions is what the hosts run, by host and component (the agent
