@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/clusterctl/clusterctl/apply"
 	"github.com/clusterctl/clusterctl/components"
 	"github.com/clusterctl/clusterctl/provision"
+	"github.com/clusterctl/clusterctl/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -45,33 +45,26 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			hosts := c.Hosts()
 			out := make([]hostStatus, len(hosts))
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, max(o.parallelism, 1))
-			for i, h := range hosts {
-				out[i] = hostStatus{Host: h.Name, Address: h.Address}
-				wg.Add(1)
-				go func(hs *hostStatus) {
-					defer wg.Done()
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					cfg := apply.SSHConfig(h)
-					cfg.Passphrase = g.passphrase.ask
-					cl, err := provision.Dial(ctx, cfg)
-					if err != nil {
-						hs.Error = err.Error()
-						return
-					}
-					defer cl.Close()
-					hs.Reachable = true
-					resp, err := agentStatus(ctx, cl)
-					if err != nil {
-						hs.Error = err.Error()
-						return
-					}
-					hs.Agent, hs.Components = resp.Agent, resp.Components
-				}(&out[i])
-			}
-			wg.Wait()
+			provision.ForEach(ctx, hosts, max(o.parallelism, 1), func(ctx context.Context, i int, h spec.Host) error {
+				hs := &out[i]
+				*hs = hostStatus{Host: h.Name, Address: h.Address}
+				cfg := apply.SSHConfig(h)
+				cfg.Passphrase = g.passphrase.ask
+				cl, err := provision.Dial(ctx, cfg)
+				if err != nil {
+					hs.Error = err.Error()
+					return nil
+				}
+				defer cl.Close()
+				hs.Reachable = true
+				resp, err := agentStatus(ctx, cl)
+				if err != nil {
+					hs.Error = err.Error()
+					return nil
+				}
+				hs.Agent, hs.Components = resp.Agent, resp.Components
+				return nil
+			})
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
