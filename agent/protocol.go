@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"time"
 )
@@ -22,13 +24,41 @@ const (
 	OpShutdown    = "shutdown"     // the agent exits; components keep running
 )
 
+// Operations that are not the supervisor's: "clusterctl agent call" (the
+// workstation's typed client over SSH) carries them out itself on the host,
+// and forwards the ones above to the running agent's socket.
+const (
+	OpStartAgent = "start-agent" // Mode: start the agent unless it runs this binary already (it adopts running components)
+	OpStopAgent  = "stop-agent"  // stop the agent (systemctl where installed); components keep running
+	OpSwitch     = "switch"      // Name, Generation: point Name's current link at Generation atomically, then reload
+	OpUnlink     = "unlink"      // Name: remove Name's current link, then reload (the agent stops it)
+	OpNodeMeta   = "node-meta"   // Kubeconfig, Node, Labels, Taints: the Node's managed labels and taints
+	OpDrain      = "drain"       // Kubeconfig, Node, Timeout: cordon and evict (PodDisruptionBudgets respected)
+	OpUncordon   = "uncordon"    // Kubeconfig, Node: schedulable again
+	OpDeleteNode = "delete-node" // Kubeconfig, Node: delete the Node of a host that left (one already gone is fine)
+)
+
 // Request is one control request.
 type Request struct {
 	Op         string   `json:"op"`
 	Name       string   `json:"name,omitempty"`
 	Generation int      `json:"generation,omitempty"` // wait-healthy: 0 means whatever is current
 	Successes  int      `json:"successes,omitempty"`  // wait-healthy: passing probes in a row; default 3
-	Timeout    Duration `json:"timeout,omitempty"`    // wait-healthy: default 120s
+	Timeout    Duration `json:"timeout,omitempty"`    // wait-healthy: default 120s; drain: default 5m
+
+	// Fields of the "agent call" operations.
+	Mode       string            `json:"mode,omitempty"`       // start-agent: auto (default), systemd, detached
+	Kubeconfig string            `json:"kubeconfig,omitempty"` // node-meta, drain, uncordon: an administrator kubeconfig on the host
+	Node       string            `json:"node,omitempty"`       // node-meta, drain, uncordon: the Node's name
+	Labels     map[string]string `json:"labels,omitempty"`     // node-meta: labels the node must have
+	Taints     []Taint           `json:"taints,omitempty"`     // node-meta: taints the node must have
+}
+
+// Taint is a node taint (node-meta).
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect"`
 }
 
 // Response is the answer to a Request. OK false comes with Error; a failed
@@ -40,6 +70,32 @@ type Response struct {
 	Components []ComponentStatus `json:"components,omitempty"`
 	Changes    []Change          `json:"changes,omitempty"`
 	Log        []string          `json:"log,omitempty"`
+
+	// Set by "agent call".
+	NotRunning bool         `json:"not_running,omitempty"` // nothing answers on the control socket (ErrNotRunning)
+	Start      *StartResult `json:"start,omitempty"`       // start-agent
+	Drain      *DrainResult `json:"drain,omitempty"`       // drain, also when it failed
+	Changed    bool         `json:"changed,omitempty"`     // node-meta: the Node was patched
+}
+
+// DrainResult is what a drain did.
+type DrainResult struct {
+	Evicted []string `json:"evicted,omitempty"`
+	Skipped []string `json:"skipped,omitempty"` // "ns/name (reason)"
+}
+
+// Err is the response's error: nil when OK, wrapping ErrNotRunning when
+// nothing answered on the control socket.
+func (r Response) Err() error {
+	switch {
+	case r.OK:
+		return nil
+	case r.NotRunning:
+		return fmt.Errorf("%w: %s", ErrNotRunning, r.Error)
+	case r.Error == "":
+		return errors.New("request failed")
+	}
+	return errors.New(r.Error)
 }
 
 // AgentInfo identifies the running agent.

@@ -96,3 +96,7 @@ func (h componentHost) WriteFile(ctx context.Context, path string, data []byte, 
 	_, err := h.c.WriteFile(ctx, path, data, provision.FileOptions{Mode: mode})
 	return err
 }
+
+// HostOf is the components view of a connection (status and logs use it
+// outside a session).
+func HostOf(c *provision.Client) components.Host { return componentHost{c} }

@@ -94,10 +94,6 @@ func (in *Installer) keep() int {
 	return 2
 }
 
-func agentCtl(args ...string) string {
-	return shellJoin(append([]string{AgentBinary, "agent", "ctl"}, args...)...)
-}
-
 // InstallAgent puts the clusterctl binary on the host and makes sure the
 // agent runs it. A changed binary restarts the agent, which adopts the
 // running components without restarting them.
@@ -113,8 +109,8 @@ func (in *Installer) InstallAgent(ctx context.Context, h Host, d Desired) error 
 	if in.OnUpload != nil {
 		in.OnUpload(h.Name(), a.Dest, sent)
 	}
-	if _, err := h.Run(ctx, shellJoin(AgentBinary, "agent", "start")); err != nil {
-		return fmt.Errorf("%s: start the agent: %w", h.Name(), err)
+	if err := (AgentClient{h}).StartAgent(ctx); err != nil {
+		return fmt.Errorf("start the agent: %w", err)
 	}
 	return in.record(ctx, h, AgentComponent, func(inst *Installed) {
 		inst.Components[AgentComponent] = InstalledComponent{Generation: Generation{
@@ -267,28 +263,19 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 // switchTo points the component's current link at a generation and tells
 // the agent to reload: only that component restarts.
 func (in *Installer) switchTo(ctx context.Context, h Host, component string, gen int) error {
-	dir := path.Join(ConfigRoot, component)
-	tmp := path.Join(dir, ".current.tmp")
-	cmd := "ln -sfn " + strconv.Itoa(gen) + " " + shellQuote(tmp) + " && mv -Tf " + shellQuote(tmp) + " " + shellQuote(path.Join(dir, "current")) +
-		" && " + agentCtl("reload")
-	_, err := h.Run(ctx, cmd)
-	return err
+	return AgentClient{h}.Switch(ctx, component, gen)
 }
 
 // stop removes the component's current link so the agent stops it.
 func (in *Installer) stop(ctx context.Context, h Host, component string) error {
-	_, err := h.Run(ctx, "rm -f "+shellQuote(path.Join(ConfigRoot, component, "current"))+" && "+agentCtl("reload"))
-	return err
+	return AgentClient{h}.Unlink(ctx, component)
 }
 
 // gate waits until the agent reports the component healthy on gen. On
-// failure it returns the agent's report (last probe error, log lines).
+// failure it returns the agent's report (state, last probe error, log
+// lines).
 func (in *Installer) gate(ctx context.Context, h Host, component string, gen int) (string, error) {
-	out, err := h.Run(ctx, agentCtl("wait-healthy", component, "--generation", strconv.Itoa(gen), "--timeout", in.gateTimeout().String())+" 2>&1")
-	if err != nil {
-		return string(out) + "\n" + err.Error(), err
-	}
-	return string(out), nil
+	return AgentClient{h}.WaitHealthy(ctx, component, gen, in.gateTimeout())
 }
 
 // Remove stops a component and removes its generations and record. Its

@@ -1,19 +1,15 @@
 package components
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"path"
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/clusterctl/clusterctl/bundle"
-	"github.com/clusterctl/clusterctl/pki"
 	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
 )
@@ -340,39 +336,4 @@ func (m NodeMeta) marshal() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-// SyncNode gives a node the labels and taints the spec wants, through the
-// administrator kubeconfig on a control-plane host (cp): NodeRestriction
-// keeps a kubelet from setting role labels and from changing taints.
-func SyncNode(ctx context.Context, cp Host, node string, m NodeMeta) error {
-	args := append([]string{AgentBinary, "agent", "node-meta",
-		"--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin), "--node=" + node}, m.Args()...)
-	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
-	if err != nil {
-		return fmt.Errorf("node %s: set its labels and taints through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// DrainNode cordons a node and evicts its pods, through a control-plane
-// host's admin kubeconfig, before its kubelet changes.
-func DrainNode(ctx context.Context, cp Host, node string, timeout time.Duration) error {
-	args := []string{AgentBinary, "agent", "drain", "--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin),
-		"--node=" + node, "--timeout=" + timeout.String()}
-	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
-	if err != nil {
-		return fmt.Errorf("drain node %s through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// UncordonNode makes a node schedulable again.
-func UncordonNode(ctx context.Context, cp Host, node string) error {
-	args := []string{AgentBinary, "agent", "uncordon", "--kubeconfig=" + path.Join(pki.HostKubeDir, pki.KubeconfigAdmin), "--node=" + node}
-	out, err := cp.Run(ctx, shellJoin(args...)+" 2>&1")
-	if err != nil {
-		return fmt.Errorf("uncordon node %s through %s: %w: %s", node, cp.Name(), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

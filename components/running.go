@@ -2,9 +2,7 @@ package components
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/plan"
@@ -19,16 +17,12 @@ func CheckRunning(ctx context.Context, h Host, inst Installed, objs []plan.Objec
 	if len(inst.Components) == 0 {
 		return nil
 	}
-	out, err := h.Run(ctx, shellJoin(AgentBinary, "agent", "ctl", "status", "-json")+" 2>/dev/null || true")
+	resp, err := AgentClient{h}.Status(ctx)
 	if err != nil {
-		return fmt.Errorf("ask the agent: %w", err)
-	}
-	var resp agent.Response
-	if len(strings.TrimSpace(string(out))) == 0 || json.Unmarshal(out, &resp) != nil || !resp.OK {
+		// Whatever the cause (no agent, a hung one, an older binary), apply
+		// starts it again; the words stay the same so a saved plan's
+		// fingerprint does not change with an error message.
 		why := "the agent is not running"
-		if resp.Error != "" {
-			why += " (" + resp.Error + ")"
-		}
 		for i := range objs {
 			if objs[i].Name == AgentComponent {
 				objs[i].Drift = append(objs[i].Drift, why)

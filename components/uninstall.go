@@ -2,7 +2,6 @@ package components
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"strconv"
@@ -82,22 +81,19 @@ type HostProbe struct {
 // finds nothing to do).
 func ProbeHost(ctx context.Context, h Host, o UninstallOptions) (HostProbe, error) {
 	var p HostProbe
-	out, err := h.Run(ctx, "if [ -x "+AgentBinary+" ]; then echo binary; "+shellJoin(AgentBinary, "agent", "ctl", "status", "-json")+" 2>/dev/null; fi; true")
-	if err != nil {
-		return p, fmt.Errorf("%s: ask the agent: %w", h.Name(), err)
-	}
-	rest, found := strings.CutPrefix(string(out), "binary\n")
-	p.AgentBinary = found
-	var resp agent.Response
-	if found && strings.TrimSpace(rest) != "" && json.Unmarshal([]byte(rest), &resp) == nil && resp.OK {
-		p.AgentUp = true
-		for _, c := range resp.Components {
-			p.Running = append(p.Running, c.Name)
-		}
-	}
-	out, err = h.Run(ctx, shellLib+leftoversScript(o))
+	out, err := h.Run(ctx, shellLib+"if [ -x "+AgentBinary+" ]; then echo binary; fi\n"+leftoversScript(o))
 	if err != nil {
 		return p, fmt.Errorf("%s: look for clusterctl's files: %w", h.Name(), err)
+	}
+	rest, found := strings.CutPrefix(string(out), "binary\n")
+	p.AgentBinary, out = found, []byte(rest)
+	if found {
+		if resp, err := (AgentClient{h}).Status(ctx); err == nil {
+			p.AgentUp = true
+			for _, c := range resp.Components {
+				p.Running = append(p.Running, c.Name)
+			}
+		}
 	}
 	p.Leftovers = strings.Fields(string(out))
 	return p, nil
@@ -138,8 +134,8 @@ func leftoversScript(o UninstallOptions) string {
 // StartAgent starts the host's agent from the installed binary (it adopts
 // running components), so that components can be stopped through it.
 func StartAgent(ctx context.Context, h Host) error {
-	if out, err := h.Run(ctx, shellJoin(AgentBinary, "agent", "start")+" 2>&1"); err != nil {
-		return fmt.Errorf("%s: start the agent to stop the components through it: %w%s", h.Name(), err, outputSuffix(out))
+	if err := (AgentClient{h}).StartAgent(ctx); err != nil {
+		return fmt.Errorf("start the agent to stop the components through it: %w", err)
 	}
 	return nil
 }
@@ -159,6 +155,11 @@ func (in *Installer) UninstallHost(ctx context.Context, h Host, o UninstallOptio
 	}
 	if len(p.Running) > 0 {
 		return fmt.Errorf("%s: the agent still supervises %s; not stopping it", h.Name(), strings.Join(p.Running, ", "))
+	}
+	if p.AgentUp {
+		if err := (AgentClient{h}).StopAgent(ctx); err != nil {
+			return fmt.Errorf("stop the agent: %w", err)
+		}
 	}
 	if out, err := h.Run(ctx, HostCleanupScript(o, in.Cluster, kept)); err != nil {
 		return fmt.Errorf("%s: remove the agent and clusterctl's files: %w%s", h.Name(), err, outputSuffix(out))
@@ -373,10 +374,8 @@ func HostCleanupScript(o UninstallOptions, cluster string, kept []string) string
 		`		rm -f ` + unit,
 		`	fi`,
 		`fi`,
-		`if [ -x ` + AgentBinary + ` ] && ` + shellJoin(AgentBinary, "agent", "ctl", "status") + ` >/dev/null 2>&1; then`,
-		`	` + shellJoin(AgentBinary, "agent", "stop") + ` >/dev/null || fail "cannot stop the agent"`,
-		`fi`,
-		// An agent that did not answer (hung, or from an interrupted run).
+		// The agent was stopped through its client; one that did not
+		// answer (hung, or from an interrupted run) is killed.
 		`kill_procs '` + AgentBinary + `*'`,
 		"clear_dir " + RunDir,
 		"clear_dir /opt/clusterctl",

@@ -37,6 +37,7 @@ func newAgentCmd() *cobra.Command {
 		newAgentStopCmd(&paths),
 		newAgentInstallUnitCmd(&paths),
 		newAgentCtlCmd(&paths),
+		newAgentCallCmd(&paths),
 	)
 	cmd.AddCommand(newAgentNodeCmds()...)
 	return cmd

@@ -20,7 +20,7 @@ import (
 // the agent as a component (cni) or as health probes (containerd-images,
 // node-ready). They are hidden: nobody types them.
 func newAgentNodeCmds() []*cobra.Command {
-	return append([]*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd(), newAgentNodeMetaCmd(), newAgentDeleteNodeCmd()}, newAgentDrainCmds()...)
+	return []*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd()}
 }
 
 func newAgentCNICmd() *cobra.Command {
@@ -132,57 +132,6 @@ func newAgentNodeReadyCmd() *cobra.Command {
 	f.StringVar(&node, "node", "", "the Node's `NAME`")
 	f.StringVar(&version, "kubelet-version", "", "the `VERSION` (v1.37.2) the node must report; empty accepts any")
 	f.StringVar(&healthz, "healthz", "", "the kubelet's local healthz `URL` to check first")
-	_ = cmd.MarkFlagRequired("node")
-	return cmd
-}
-
-func newAgentNodeMetaCmd() *cobra.Command {
-	var kubeconfig, node string
-	var labels, taints []string
-	cmd := &cobra.Command{
-		Use:    "node-meta --kubeconfig ADMIN.CONF --node NAME [--label K=V]... [--taint K[=V]:EFFECT]...",
-		Short:  "Give a Node the labels and taints clusterctl manages (removing those it set before and no longer wants)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			want := map[string]string{}
-			for _, l := range labels {
-				k, v, ok := strings.Cut(l, "=")
-				if !ok || k == "" {
-					return fmt.Errorf("label %q: want KEY=VALUE", l)
-				}
-				want[k] = v
-			}
-			var ts []kubeapi.Taint
-			for _, s := range taints {
-				t, err := kubeapi.ParseTaint(s)
-				if err != nil {
-					return err
-				}
-				ts = append(ts, t)
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			c, err := kubeapi.Load(kubeconfig)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			changed, err := c.SyncNodeMeta(ctx, node, want, ts)
-			if err != nil {
-				return fmt.Errorf("node %s: %w", node, err)
-			}
-			if changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "node %s: labels and taints updated\n", node)
-			}
-			return nil
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "/etc/kubernetes/admin.conf", "an administrator's kubeconfig `FILE`")
-	f.StringVar(&node, "node", "", "the Node's `NAME`")
-	f.StringArrayVar(&labels, "label", nil, "a label `KEY=VALUE` the node must have (repeatable)")
-	f.StringArrayVar(&taints, "taint", nil, "a taint `KEY[=VALUE]:EFFECT` the node must have (repeatable)")
 	_ = cmd.MarkFlagRequired("node")
 	return cmd
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -85,18 +84,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 // agentStatus asks a host's agent for its status over SSH.
 func agentStatus(ctx context.Context, cl *provision.Client) (agent.Response, error) {
-	res, err := cl.Run(ctx, provision.Cmd{Line: components.AgentBinary + " agent ctl status -json"})
-	var resp agent.Response
-	if jerr := json.Unmarshal(res.Stdout, &resp); jerr != nil {
-		if err != nil {
-			return resp, fmt.Errorf("agent: %w", err)
-		}
-		return resp, fmt.Errorf("agent status: %w", jerr)
-	}
-	if !resp.OK {
-		return resp, fmt.Errorf("agent: %s", resp.Error)
-	}
-	return resp, nil
+	return components.AgentClient{H: apply.HostOf(cl)}.Status(ctx)
 }
 
 func writeStatus(w io.Writer, hosts []hostStatus) {

@@ -1,0 +1,151 @@
+package components
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/pki"
+)
+
+// AgentClient speaks to a host's agent with the typed protocol of package
+// agent (Request, Response), carried over the host connection: the request
+// goes as the one argument of `clusterctl agent call` on the host, the
+// response comes back as one JSON line. It is the only place that builds
+// that command line.
+type AgentClient struct{ H Host }
+
+// Call carries out one request. A response that is not OK is returned with
+// an error naming the host and the operation; one from a host where
+// nothing answers (no agent, or an agent binary that predates the call)
+// wraps agent.ErrNotRunning.
+func (c AgentClient) Call(ctx context.Context, req agent.Request) (agent.Response, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return agent.Response{}, err
+	}
+	out, runErr := c.H.Run(ctx, shellJoin(AgentBinary, "agent", "call", string(b)))
+	var resp agent.Response
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if jerr := json.Unmarshal(lines[len(lines)-1], &resp); jerr != nil {
+		if ctx.Err() != nil {
+			return resp, fmt.Errorf("%s: agent %s: %w", c.H.Name(), req.Op, ctx.Err())
+		}
+		why := runErr
+		if why == nil {
+			why = fmt.Errorf("no response (%w)", jerr)
+		}
+		return resp, fmt.Errorf("%s: agent %s: %w: %w", c.H.Name(), req.Op, agent.ErrNotRunning, why)
+	}
+	if err := resp.Err(); err != nil {
+		return resp, fmt.Errorf("%s: agent %s: %w", c.H.Name(), req.Op, err)
+	}
+	return resp, nil
+}
+
+// Status is every component as the agent sees it.
+func (c AgentClient) Status(ctx context.Context) (agent.Response, error) {
+	return c.Call(ctx, agent.Request{Op: agent.OpStatus})
+}
+
+// StartAgent starts the agent from the installed binary unless it runs it
+// already; a new agent adopts the running components.
+func (c AgentClient) StartAgent(ctx context.Context) error {
+	_, err := c.Call(ctx, agent.Request{Op: agent.OpStartAgent})
+	return err
+}
+
+// StopAgent stops the agent; components keep running.
+func (c AgentClient) StopAgent(ctx context.Context) error {
+	_, err := c.Call(ctx, agent.Request{Op: agent.OpStopAgent})
+	return err
+}
+
+// Switch points a component at a generation; only it restarts.
+func (c AgentClient) Switch(ctx context.Context, component string, gen int) error {
+	_, err := c.Call(ctx, agent.Request{Op: agent.OpSwitch, Name: component, Generation: gen})
+	return err
+}
+
+// Unlink removes a component's current generation: the agent stops it.
+func (c AgentClient) Unlink(ctx context.Context, component string) error {
+	_, err := c.Call(ctx, agent.Request{Op: agent.OpUnlink, Name: component})
+	return err
+}
+
+// WaitHealthy is the health gate. On failure the report says the
+// component's state, its last probe error and its last log lines.
+func (c AgentClient) WaitHealthy(ctx context.Context, component string, gen int, timeout time.Duration) (report string, err error) {
+	resp, err := c.Call(ctx, agent.Request{Op: agent.OpWaitHealthy, Name: component, Generation: gen, Timeout: agent.Duration(timeout)})
+	if err == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	b.WriteString(err.Error())
+	for _, st := range resp.Components {
+		fmt.Fprintf(&b, "\n%s: generation %d %s, %d restarts", st.Name, st.Generation, st.State, st.Restarts)
+		if st.ProbeError != "" {
+			fmt.Fprintf(&b, "; last probe: %s", st.ProbeError)
+		}
+	}
+	if len(resp.Log) > 0 {
+		fmt.Fprintf(&b, "\nlast log lines of %s:", component)
+		for _, l := range resp.Log {
+			b.WriteString("\n  " + l)
+		}
+	}
+	return b.String(), err
+}
+
+// The Node operations go through a control-plane host's admin kubeconfig.
+func nodeRequest(op, node string) agent.Request {
+	return agent.Request{Op: op, Node: node, Kubeconfig: path.Join(pki.HostKubeDir, pki.KubeconfigAdmin)}
+}
+
+// SyncNode gives a node the labels and taints the spec wants, through the
+// administrator kubeconfig on a control-plane host (cp): NodeRestriction
+// keeps a kubelet from setting role labels and from changing taints.
+func SyncNode(ctx context.Context, cp Host, node string, m NodeMeta) error {
+	req := nodeRequest(agent.OpNodeMeta, node)
+	req.Labels = m.Labels
+	for _, t := range m.Taints {
+		req.Taints = append(req.Taints, agent.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
+	}
+	if _, err := (AgentClient{cp}).Call(ctx, req); err != nil {
+		return fmt.Errorf("node %s: set its labels and taints: %w", node, err)
+	}
+	return nil
+}
+
+// DrainNode cordons a node and evicts its pods, through a control-plane
+// host's admin kubeconfig, before its kubelet changes or its host leaves.
+func DrainNode(ctx context.Context, cp Host, node string, timeout time.Duration) error {
+	req := nodeRequest(agent.OpDrain, node)
+	req.Timeout = agent.Duration(timeout)
+	if _, err := (AgentClient{cp}).Call(ctx, req); err != nil {
+		return fmt.Errorf("drain node %s: %w", node, err)
+	}
+	return nil
+}
+
+// UncordonNode makes a node schedulable again.
+func UncordonNode(ctx context.Context, cp Host, node string) error {
+	if _, err := (AgentClient{cp}).Call(ctx, nodeRequest(agent.OpUncordon, node)); err != nil {
+		return fmt.Errorf("uncordon node %s: %w", node, err)
+	}
+	return nil
+}
+
+// DeleteNode deletes the Node of a host that left the spec, once its
+// kubelet is gone.
+func DeleteNode(ctx context.Context, cp Host, node string) error {
+	if _, err := (AgentClient{cp}).Call(ctx, nodeRequest(agent.OpDeleteNode, node)); err != nil {
+		return fmt.Errorf("delete node %s: %w", node, err)
+	}
+	return nil
+}
