@@ -84,7 +84,9 @@ func TestAgentCall(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, append([]string{"agent", "run"}, flags...), &bytes.Buffer{}, &bytes.Buffer{}) }()
+	go func() {
+		done <- Run(runCtx, append([]string{"agent", "run"}, flags...), &bytes.Buffer{}, &bytes.Buffer{})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
