@@ -2,7 +2,6 @@ package agent
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"time"
 )
@@ -32,6 +31,7 @@ const (
 	OpStopAgent  = "stop-agent"  // stop the agent (systemctl where installed); components keep running
 	OpSwitch     = "switch"      // Name, Generation: point Name's current link at Generation atomically, then reload
 	OpUnlink     = "unlink"      // Name: remove Name's current link, then reload (the agent stops it)
+	OpLogs       = "logs"        // Name ("agent" too), Lines: the log's last lines; with Offset: the lines appended after that byte offset
 	OpNodeMeta   = "node-meta"   // Kubeconfig, Node, Labels, Taints: the Node's managed labels and taints
 	OpDrain      = "drain"       // Kubeconfig, Node, Timeout: cordon and evict (PodDisruptionBudgets respected)
 	OpUncordon   = "uncordon"    // Kubeconfig, Node: schedulable again
@@ -48,6 +48,8 @@ type Request struct {
 
 	// Fields of the "agent call" operations.
 	Mode       string            `json:"mode,omitempty"`       // start-agent: auto (default), systemd, detached
+	Lines      int               `json:"lines,omitempty"`      // logs: how many last lines; default 100
+	Offset     *int64            `json:"offset,omitempty"`     // logs: instead, the whole lines appended after this byte offset
 	Kubeconfig string            `json:"kubeconfig,omitempty"` // node-meta, drain, uncordon: an administrator kubeconfig on the host
 	Node       string            `json:"node,omitempty"`       // node-meta, drain, uncordon: the Node's name
 	Labels     map[string]string `json:"labels,omitempty"`     // node-meta: labels the node must have
@@ -76,6 +78,7 @@ type Response struct {
 	Start      *StartResult `json:"start,omitempty"`       // start-agent
 	Drain      *DrainResult `json:"drain,omitempty"`       // drain, also when it failed
 	Changed    bool         `json:"changed,omitempty"`     // node-meta: the Node was patched
+	Offset     int64        `json:"offset,omitempty"`      // logs: where the next read (Request.Offset) continues
 }
 
 // DrainResult is what a drain did.
@@ -91,12 +94,21 @@ func (r Response) Err() error {
 	case r.OK:
 		return nil
 	case r.NotRunning:
-		return fmt.Errorf("%w: %s", ErrNotRunning, r.Error)
+		if r.Error == "" {
+			return ErrNotRunning
+		}
+		return notRunningError(r.Error)
 	case r.Error == "":
 		return errors.New("request failed")
 	}
 	return errors.New(r.Error)
 }
+
+// notRunningError is an ErrNotRunning that kept its message through JSON.
+type notRunningError string
+
+func (e notRunningError) Error() string        { return string(e) }
+func (e notRunningError) Is(target error) bool { return target == ErrNotRunning }
 
 // AgentInfo identifies the running agent.
 type AgentInfo struct {

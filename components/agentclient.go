@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -20,10 +21,16 @@ import (
 // that command line.
 type AgentClient struct{ H Host }
 
+// ErrAgentCall means the host's clusterctl printed no agent response: it is
+// missing, or older than the "agent call" protocol (it prints its help
+// instead). Installing the agent (apply) cures both. It comes wrapped
+// together with agent.ErrNotRunning: nothing on the host answers.
+var ErrAgentCall = errors.New("no agent response")
+
 // Call carries out one request. A response that is not OK is returned with
 // an error naming the host and the operation; one from a host where
-// nothing answers (no agent, or an agent binary that predates the call)
-// wraps agent.ErrNotRunning.
+// nothing answers (no agent, no clusterctl binary, or one that predates
+// the call) wraps agent.ErrNotRunning.
 func (c AgentClient) Call(ctx context.Context, req agent.Request) (agent.Response, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -32,20 +39,68 @@ func (c AgentClient) Call(ctx context.Context, req agent.Request) (agent.Respons
 	out, runErr := c.H.Run(ctx, shellJoin(AgentBinary, "agent", "call", string(b)))
 	var resp agent.Response
 	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
-	if jerr := json.Unmarshal(lines[len(lines)-1], &resp); jerr != nil {
+	last := lines[len(lines)-1]
+	if jerr := json.Unmarshal(last, &resp); jerr != nil {
 		if ctx.Err() != nil {
-			return resp, fmt.Errorf("%s: agent %s: %w", c.H.Name(), req.Op, ctx.Err())
+			return agent.Response{}, fmt.Errorf("%s: agent %s: %w", c.H.Name(), req.Op, ctx.Err())
 		}
 		why := runErr
-		if why == nil {
-			why = fmt.Errorf("no response (%w)", jerr)
+		switch {
+		case why != nil:
+		case len(bytes.TrimSpace(out)) == 0:
+			why = errors.New("it printed nothing")
+		default:
+			// An older clusterctl prints the agent command's help.
+			why = fmt.Errorf("%s does not know 'agent call' (an older clusterctl?); it printed %q", AgentBinary, firstLine(out))
 		}
-		return resp, fmt.Errorf("%s: agent %s: %w: %w", c.H.Name(), req.Op, agent.ErrNotRunning, why)
+		return agent.Response{}, fmt.Errorf("%s: agent %s: %w: %w: %w", c.H.Name(), req.Op, agent.ErrNotRunning, ErrAgentCall, why)
 	}
 	if err := resp.Err(); err != nil {
 		return resp, fmt.Errorf("%s: agent %s: %w", c.H.Name(), req.Op, err)
 	}
 	return resp, nil
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
+
+// Ping is the running agent's identity.
+func (c AgentClient) Ping(ctx context.Context) (*agent.AgentInfo, error) {
+	resp, err := c.Call(ctx, agent.Request{Op: agent.OpPing})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Agent == nil {
+		return nil, fmt.Errorf("%s: agent ping: no identity in the response", c.H.Name())
+	}
+	return resp.Agent, nil
+}
+
+// Reload makes the agent re-read every current link; it returns what
+// changed.
+func (c AgentClient) Reload(ctx context.Context) ([]agent.Change, error) {
+	resp, err := c.Call(ctx, agent.Request{Op: agent.OpReload})
+	return resp.Changes, err
+}
+
+// Logs returns the last lines of a component's log ("agent" for the
+// agent's own), read on the host even when the agent is down, and the
+// offset LogsAfter continues from.
+func (c AgentClient) Logs(ctx context.Context, component string, lines int) ([]string, int64, error) {
+	resp, err := c.Call(ctx, agent.Request{Op: agent.OpLogs, Name: component, Lines: lines})
+	return resp.Log, resp.Offset, err
+}
+
+// LogsAfter returns the whole lines appended to a component's log after
+// offset (all of it when the log was rotated since), and the next offset.
+func (c AgentClient) LogsAfter(ctx context.Context, component string, offset int64) ([]string, int64, error) {
+	resp, err := c.Call(ctx, agent.Request{Op: agent.OpLogs, Name: component, Offset: &offset})
+	if err != nil {
+		return nil, offset, err
+	}
+	return resp.Log, resp.Offset, nil
 }
 
 // Status is every component as the agent sees it.

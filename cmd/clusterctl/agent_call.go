@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,10 +19,12 @@ import (
 	"github.com/clusterctl/clusterctl/kubeapi"
 )
 
-// newAgentCallCmd is the host end of the workstation's typed agent client:
-// one JSON agent.Request as the argument, one JSON agent.Response line on
-// standard output. It exits 0 whenever it printed a response (OK or not),
-// so the workstation reads what happened from the response alone.
+// newAgentCallCmd is the host end of the workstation's typed agent client
+// (components.AgentClient): one JSON agent.Request as the argument, one
+// JSON agent.Response line on standard output. It exits 0 whenever it
+// printed a response (OK or not, a request it cannot read included), so the
+// workstation reads what happened from the response alone; non-zero only
+// when it could not write one.
 func newAgentCallCmd(paths *agent.Paths) *cobra.Command {
 	return &cobra.Command{
 		Use:    "call REQUEST",
@@ -27,13 +32,25 @@ func newAgentCallCmd(paths *agent.Paths) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var req agent.Request
-			if err := json.Unmarshal([]byte(args[0]), &req); err != nil {
-				return fmt.Errorf("agent call: bad request: %w", err)
-			}
-			return json.NewEncoder(cmd.OutOrStdout()).Encode(agentCall(cmd.Context(), *paths, req))
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(agentCallJSON(cmd.Context(), *paths, []byte(args[0])))
 		},
 	}
+}
+
+// agentCallJSON decodes exactly one request and carries it out.
+func agentCallJSON(ctx context.Context, p agent.Paths, raw []byte) agent.Response {
+	var req agent.Request
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&req); err != nil {
+		return agent.Response{Error: "agent call: bad request: " + err.Error()}
+	}
+	if dec.More() {
+		return agent.Response{Error: "agent call: bad request: more than one JSON value"}
+	}
+	if req.Op == "" {
+		return agent.Response{Error: "agent call: bad request: no op"}
+	}
+	return agentCall(ctx, p, req)
 }
 
 // agentCall carries out a request: the supervisor's operations through the
@@ -63,16 +80,77 @@ func agentCall(ctx context.Context, p agent.Paths, req agent.Request) agent.Resp
 				return agent.Response{}, err
 			}
 			return client.Reload(ctx)
+		case agent.OpLogs:
+			return logsCall(p, req)
 		case agent.OpNodeMeta, agent.OpDrain, agent.OpUncordon, agent.OpDeleteNode:
 			return nodeCall(ctx, req)
+		case agent.OpPing, agent.OpStatus, agent.OpReload, agent.OpRestart, agent.OpStop, agent.OpStart, agent.OpWaitHealthy, agent.OpShutdown:
+			return client.Call(ctx, req)
 		}
-		return client.Call(ctx, req)
+		return agent.Response{}, fmt.Errorf("agent call: unknown op %q", req.Op)
 	}()
 	if err != nil {
 		resp.OK, resp.Error = false, err.Error()
 		resp.NotRunning = errors.Is(err, agent.ErrNotRunning)
 	}
 	return resp
+}
+
+// maxLogRead bounds what one logs request with an offset returns.
+const maxLogRead = 1 << 20
+
+// logsCall reads a log file directly, so it works with the agent down:
+// the last Lines lines, or the whole lines appended after Offset (from the
+// start of the file when it shrank: it was rotated). Response.Offset is
+// where the next read continues.
+func logsCall(p agent.Paths, req agent.Request) (agent.Response, error) {
+	if req.Name != "agent" {
+		if err := agent.ValidName(req.Name); err != nil {
+			return agent.Response{}, err
+		}
+	}
+	path := p.LogFile(req.Name)
+	f, err := os.Open(path)
+	if err != nil {
+		return agent.Response{}, fmt.Errorf("logs of %s: %w", req.Name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return agent.Response{}, fmt.Errorf("logs of %s: %w", req.Name, err)
+	}
+	if req.Offset == nil {
+		n := req.Lines
+		if n <= 0 {
+			n = 100
+		}
+		lines, err := agent.TailLines(path, n)
+		if err != nil {
+			return agent.Response{}, fmt.Errorf("logs of %s: %w", req.Name, err)
+		}
+		return agent.Response{OK: true, Log: lines, Offset: st.Size()}, nil
+	}
+	off := *req.Offset
+	if off < 0 || off > st.Size() {
+		off = 0
+	}
+	buf := make([]byte, min(st.Size()-off, maxLogRead))
+	n, err := f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return agent.Response{}, fmt.Errorf("logs of %s: %w", req.Name, err)
+	}
+	buf = buf[:n]
+	// Whole lines only, unless one line alone fills the read.
+	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i+1]
+	} else if len(buf) < maxLogRead {
+		buf = nil
+	}
+	resp := agent.Response{OK: true, Offset: off + int64(len(buf))}
+	if len(buf) > 0 {
+		resp.Log = strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+	}
+	return resp, nil
 }
 
 // setCurrent points a component's current link at a generation, atomically

@@ -155,11 +155,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			line := fmt.Sprintf("%s agent ctl logs %s -n %d", components.AgentBinary, args[1], lines)
-			if follow {
-				line += " -f"
-			}
-			_, err = cl.Run(cmd.Context(), provision.Cmd{Line: line, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
+			err = followLogs(cmd.Context(), components.AgentClient{H: apply.HostOf(cl)}, args[1], lines, follow, time.Second, cmd.OutOrStdout())
 			if err != nil && cmd.Context().Err() != nil {
 				return nil // Ctrl-C while following
 			}
@@ -170,4 +166,31 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "print the last `N` lines")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is appended")
 	return cmd
+}
+
+// followLogs prints the last lines of a component's log through the agent
+// client and, with follow, what is appended, asking every so often.
+func followLogs(ctx context.Context, ac components.AgentClient, component string, lines int, follow bool, every time.Duration, w io.Writer) error {
+	tail, off, err := ac.Logs(ctx, component, lines)
+	if err != nil {
+		return err
+	}
+	for {
+		for _, l := range tail {
+			if _, err := fmt.Fprintln(w, l); err != nil {
+				return err
+			}
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+		if tail, off, err = ac.LogsAfter(ctx, component, off); err != nil {
+			return err
+		}
+	}
 }
