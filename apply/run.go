@@ -118,10 +118,7 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			return err
 		},
 		Logf: s.logf}
-	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}, agentUp: map[string]bool{}, agentStart: map[string]*sync.Mutex{}}
-	for h, p := range c.Probes {
-		ex.agentUp[h] = p.AgentUp
-	}
+	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}}
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))
 		var changes []plan.Change
@@ -189,10 +186,19 @@ type executor struct {
 	inst *components.Installer
 	env  *components.Env
 
-	mu         sync.Mutex
-	once       map[string]*onceErr    // component → its Once hook, run at most once
-	agentUp    map[string]bool        // destroy: hosts whose agent answers (or was started)
-	agentStart map[string]*sync.Mutex // destroy: one agent start per host
+	mu   sync.Mutex
+	once map[string]*onceErr // what runs at most once a run: a component's Once hook, an agent start on a host
+}
+
+func (e *executor) onceFor(key string) *onceErr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o, ok := e.once[key]
+	if !ok {
+		o = &onceErr{}
+		e.once[key] = o
+	}
+	return o
 }
 
 type onceErr struct {
@@ -210,13 +216,7 @@ func (e *executor) change(ctx context.Context, ch plan.Change) error {
 		hooks = sp.Hooks
 	}
 	if hooks.Once != nil {
-		e.mu.Lock()
-		o, ok := e.once[ch.Name]
-		if !ok {
-			o = &onceErr{}
-			e.once[ch.Name] = o
-		}
-		e.mu.Unlock()
+		o := e.onceFor(ch.Name)
 		o.Do(func() { o.err = hooks.Once(ctx, e.env, ch) })
 		if o.err != nil {
 			return o.err
@@ -246,30 +246,17 @@ func (e *executor) do(ctx context.Context, h components.Host, ch plan.Change) er
 		if opts.KeepData {
 			kept = components.KeptData(append(e.c.World.Installed[ch.Host].Names(), e.c.Probes[ch.Host].Running...))
 		}
-		// The first delete on a host whose agent did not answer starts it;
-		// the host's other deletes wait for that.
-		e.mu.Lock()
-		up, known := e.agentUp[ch.Host]
-		start := e.agentStart[ch.Host]
-		if start == nil {
-			start = &sync.Mutex{}
-			e.agentStart[ch.Host] = start
+		// The first delete on a host whose agent did not answer starts it
+		// (once for the host); components are stopped through it.
+		var startAgent func() error
+		if p, ok := e.c.Probes[ch.Host]; ok && !p.AgentUp {
+			o := e.onceFor("start the agent on " + ch.Host)
+			startAgent = func() error {
+				o.Do(func() { o.err = components.StartAgent(ctx, h) })
+				return o.err
+			}
 		}
-		e.mu.Unlock()
-		if known && !up {
-			start.Lock()
-			defer start.Unlock()
-			e.mu.Lock()
-			up = e.agentUp[ch.Host]
-			e.mu.Unlock()
-		}
-		if err := e.inst.Delete(ctx, h, ch.Name, opts, kept, known && !up); err != nil {
-			return err
-		}
-		e.mu.Lock()
-		e.agentUp[ch.Host] = true
-		e.mu.Unlock()
-		return nil
+		return e.inst.Delete(ctx, h, ch.Name, opts, kept, startAgent)
 	case e.c.Plan.Mode == plan.ModeRollback:
 		_, err := e.inst.Rollback(ctx, h, ch.Name, installed[ch.Name])
 		return err

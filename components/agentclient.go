@@ -78,13 +78,6 @@ func (c AgentClient) Ping(ctx context.Context) (*agent.AgentInfo, error) {
 	return resp.Agent, nil
 }
 
-// Reload makes the agent re-read every current link; it returns what
-// changed.
-func (c AgentClient) Reload(ctx context.Context) ([]agent.Change, error) {
-	resp, err := c.Call(ctx, agent.Request{Op: agent.OpReload})
-	return resp.Changes, err
-}
-
 // Logs returns the last lines of a component's log ("agent" for the
 // agent's own), read on the host even when the agent is down, and the
 // offset LogsAfter continues from.

@@ -300,13 +300,14 @@ func (in *Installer) Apply(ctx context.Context, h Host, d Desired, current *Inst
 // Delete removes a component and what it left on the host (Uninstall);
 // the agent goes with all of clusterctl's files (UninstallHost), keeping
 // the data folders in kept. Components are stopped through the agent:
-// startAgent starts it first (it adopts what runs) where it did not answer.
-func (in *Installer) Delete(ctx context.Context, h Host, component string, o UninstallOptions, kept []string, startAgent bool) error {
+// startAgent, when set, starts it first (it adopts what runs) where it did
+// not answer.
+func (in *Installer) Delete(ctx context.Context, h Host, component string, o UninstallOptions, kept []string, startAgent func() error) error {
 	if component == AgentComponent {
 		return in.UninstallHost(ctx, h, o, kept)
 	}
-	if startAgent {
-		if err := StartAgent(ctx, h); err != nil {
+	if startAgent != nil {
+		if err := startAgent(); err != nil {
 			return err
 		}
 	}
