@@ -82,6 +82,8 @@ var _ components.Host = componentHost{}
 
 func (h componentHost) Name() string { return h.c.Name() }
 
+func (h componentHost) Root() string { return "" }
+
 func (h componentHost) Run(ctx context.Context, cmd string) ([]byte, error) {
 	res, err := h.c.Run(ctx, provision.Cmd{Line: cmd})
 	return res.Stdout, err // a failure's error carries the end of stderr

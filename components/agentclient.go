@@ -36,7 +36,7 @@ func (c AgentClient) Call(ctx context.Context, req agent.Request) (agent.Respons
 	if err != nil {
 		return agent.Response{}, err
 	}
-	out, runErr := c.H.Run(ctx, shellJoin(AgentBinary, "agent", "call", string(b)))
+	out, runErr := c.H.Run(ctx, LayoutOf(c.H).agentCommand("call", string(b)))
 	var resp agent.Response
 	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
 	last := lines[len(lines)-1]
@@ -103,8 +103,13 @@ func (c AgentClient) Status(ctx context.Context) (agent.Response, error) {
 
 // StartAgent starts the agent from the installed binary unless it runs it
 // already; a new agent adopts the running components.
+// An agent under a rooted layout (a test host) is never a system service.
 func (c AgentClient) StartAgent(ctx context.Context) error {
-	_, err := c.Call(ctx, agent.Request{Op: agent.OpStartAgent})
+	req := agent.Request{Op: agent.OpStartAgent}
+	if c.H.Root() != "" {
+		req.Mode = agent.ModeDetached
+	}
+	_, err := c.Call(ctx, req)
 	return err
 }
 

@@ -22,6 +22,7 @@ type scriptedHost struct {
 }
 
 func (h *scriptedHost) Name() string { return "cp-1" }
+func (h *scriptedHost) Root() string { return "" }
 func (h *scriptedHost) Run(_ context.Context, cmd string) ([]byte, error) {
 	h.lines = append(h.lines, cmd)
 	return []byte(h.out), h.err

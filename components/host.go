@@ -13,6 +13,8 @@ import (
 type Host interface {
 	// Name is the host's name in the spec.
 	Name() string
+	// Root is the folder the host's Layout sits under: "" on a real host.
+	Root() string
 	// Run runs a shell command as root and returns its stdout; a non-zero
 	// exit is an error that carries the command's stderr, and the stdout
 	// printed so far is still returned.

@@ -98,11 +98,11 @@ func (in *Installer) keep() int {
 // agent runs it. A changed binary restarts the agent, which adopts the
 // running components without restarting them.
 func (in *Installer) InstallAgent(ctx context.Context, h Host, d Desired) error {
-	a := d.Artifacts[0]
-	if _, err := h.Run(ctx, "mkdir -p "+shellJoin(path.Dir(AgentBinary), ConfigRoot, LogDir)+" && chmod 0700 "+ConfigRoot); err != nil {
+	a, l := d.Artifacts[0], LayoutOf(h)
+	if _, err := h.Run(ctx, "mkdir -p "+shellJoin(l.Path(path.Dir(AgentBinary)), l.Path(ConfigRoot), l.Path(LogDir))+" && chmod 0700 "+shellQuote(l.Path(ConfigRoot))); err != nil {
 		return fmt.Errorf("%s: prepare folders: %w", h.Name(), err)
 	}
-	sent, err := h.Upload(ctx, a.Local, a.Dest, a.SHA256, a.Mode)
+	sent, err := h.Upload(ctx, a.Local, l.Path(a.Dest), a.SHA256, a.Mode)
 	if err != nil {
 		return fmt.Errorf("%s: upload the agent: %w", h.Name(), err)
 	}
@@ -124,22 +124,24 @@ func (in *Installer) InstallAgent(ctx context.Context, h Host, d Desired) error 
 // health gate. When the gate fails, the previous generation is switched
 // back and gated again, and a *GateError says what happened.
 func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *InstalledComponent) error {
-	name := h.Name()
+	name, l := h.Name(), LayoutOf(h)
 	step := func(what string, err error) error {
 		return fmt.Errorf("%s on %s: %s: %w", d.Component, name, what, err)
 	}
 
-	compDir := path.Join(ConfigRoot, d.Component)
-	mk := []string{compDir, LogDir}
+	// compDir and genDir below are paths on the layout; files records host paths.
+	compDir := l.Path(path.Join(ConfigRoot, d.Component))
+	mk := []string{compDir, l.Path(LogDir)}
 	for _, a := range d.Artifacts {
-		mk = append(mk, path.Dir(a.Dest))
+		mk = append(mk, l.Path(path.Dir(a.Dest)))
 	}
 	for _, f := range d.Shared {
-		mk = append(mk, path.Dir(f.Path))
+		mk = append(mk, l.Path(path.Dir(f.Path)))
 	}
 	cmd := "mkdir -p " + shellJoin(uniq(mk)...)
 	for _, dir := range d.Dirs {
-		cmd += " && mkdir -p " + shellQuote(dir.Path) + " && chmod " + strconv.FormatUint(uint64(dir.Mode), 8) + " " + shellQuote(dir.Path)
+		p := shellQuote(l.Path(dir.Path))
+		cmd += " && mkdir -p " + p + " && chmod " + strconv.FormatUint(uint64(dir.Mode), 8) + " " + p
 	}
 	if _, err := h.Run(ctx, cmd); err != nil {
 		return step("prepare folders", err)
@@ -147,7 +149,7 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 
 	files := map[string]string{}
 	for _, a := range d.Artifacts {
-		sent, err := h.Upload(ctx, a.Local, a.Dest, a.SHA256, a.Mode)
+		sent, err := h.Upload(ctx, a.Local, l.Path(a.Dest), a.SHA256, a.Mode)
 		if err != nil {
 			return step("upload "+a.Name, err)
 		}
@@ -156,7 +158,7 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 		}
 		files[a.Dest] = a.SHA256
 	}
-	if err := writeChanged(ctx, h, d.Shared); err != nil {
+	if err := writeChanged(ctx, h, placed(l.Path("/"), d.Shared)); err != nil {
 		return step("write certificates and kubeconfigs", err)
 	}
 	for _, f := range d.Shared {
@@ -202,7 +204,7 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 		return step("write generation "+strconv.Itoa(gen), err)
 	}
 	for _, f := range genFiles {
-		files[path.Join(genDir, f.Path)] = f.SHA256()
+		files[l.HostPath(path.Join(genDir, f.Path))] = f.SHA256()
 	}
 	hash, err := d.ConfigHash()
 	if err != nil {
@@ -284,14 +286,14 @@ func (in *Installer) Remove(ctx context.Context, h Host, component string) error
 	if err := in.stop(ctx, h, component); err != nil {
 		return fmt.Errorf("%s on %s: stop: %w", component, h.Name(), err)
 	}
-	if _, err := h.Run(ctx, "rm -rf -- "+shellQuote(path.Join(ConfigRoot, component))); err != nil {
+	if _, err := h.Run(ctx, "rm -rf -- "+shellQuote(LayoutOf(h).Path(path.Join(ConfigRoot, component)))); err != nil {
 		return fmt.Errorf("%s on %s: remove its configuration: %w", component, h.Name(), err)
 	}
 	return in.record(ctx, h, component, func(inst *Installed) { delete(inst.Components, component) })
 }
 
 func (in *Installer) read(ctx context.Context, h Host) (Installed, error) {
-	out, err := h.Run(ctx, "cat "+InstalledFile+" 2>/dev/null || true")
+	out, err := h.Run(ctx, "cat "+shellQuote(LayoutOf(h).Path(InstalledFile))+" 2>/dev/null || true")
 	if err != nil {
 		return Installed{}, err
 	}
@@ -315,7 +317,7 @@ func (in *Installer) record(ctx context.Context, h Host, component string, chang
 	if err != nil {
 		return err
 	}
-	if err := h.WriteFile(ctx, InstalledFile, b, 0o600); err != nil {
+	if err := h.WriteFile(ctx, LayoutOf(h).Path(InstalledFile), b, 0o600); err != nil {
 		return fmt.Errorf("%s: write %s: %w", h.Name(), InstalledFile, err)
 	}
 	return nil

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/bundle/bundletest"
 	"github.com/clusterctl/clusterctl/podnet"
 	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
@@ -21,26 +20,7 @@ import (
 
 // fakeCache is an artifact cache with a small stand-in file for every
 // artifact of the newest release.
-func fakeCache(t *testing.T) *bundle.Cache {
-	t.Helper()
-	c := &bundle.Cache{Root: t.TempDir()}
-	p := bundle.HostPlatform()
-	for _, a := range bundle.Latest().Artifacts() {
-		dir := c.Dir(a.Component, a.Version, p)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range a.Files {
-			if err := os.WriteFile(filepath.Join(dir, f), []byte(a.Component+"/"+f), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := c.Commit(bundle.Manifest{Component: a.Component, Version: a.Version, OS: p.OS, Arch: p.Arch}, a.Files); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
-}
+func fakeCache(t *testing.T) *bundle.Cache { return bundletest.Cache(t) }
 
 // fakePKI serves every file and kubeconfig as a placeholder naming it.
 type fakePKI struct{}

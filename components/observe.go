@@ -31,12 +31,19 @@ func Observe(ctx context.Context, h Host, installedJSON []byte) (Installed, []pl
 	paths = slices.Compact(paths)
 	actual := map[string]string{}
 	if len(paths) > 0 {
+		l := LayoutOf(h)
+		onLayout := make([]string, len(paths))
+		for i, p := range paths {
+			onLayout[i] = l.Path(p)
+		}
 		// Missing files print nothing; `|| true` because sha256sum exits 1 then.
-		out, err := h.Run(ctx, "sha256sum -- "+shellJoin(paths...)+" 2>/dev/null || true")
+		out, err := h.Run(ctx, "sha256sum -- "+shellJoin(onLayout...)+" 2>/dev/null || true")
 		if err != nil {
 			return Installed{}, nil, fmt.Errorf("%s: check installed files: %w", h.Name(), err)
 		}
-		actual = parseSHA256Sum(out)
+		for p, sum := range parseSHA256Sum(out) {
+			actual[l.HostPath(p)] = sum
+		}
 	}
 	var objs []plan.Object
 	for _, name := range inst.Names() {

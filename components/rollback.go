@@ -27,7 +27,7 @@ func (in *Installer) Rollback(ctx context.Context, h Host, component string, ic 
 		return Generation{}, &ErrNoPrevious{Host: h.Name(), Component: component}
 	}
 	prev := ic.Previous[0]
-	unit := path.Join(ConfigRoot, component, strconv.Itoa(prev.Number), "unit.json")
+	unit := LayoutOf(h).Path(path.Join(ConfigRoot, component, strconv.Itoa(prev.Number), "unit.json"))
 	if _, err := h.Run(ctx, "test -f "+shellQuote(unit)); err != nil {
 		return Generation{}, fmt.Errorf("%s on %s: generation %d is gone from the host (%s): %w", component, h.Name(), prev.Number, unit, err)
 	}

@@ -62,6 +62,7 @@ type lineHost struct {
 var _ components.Host = (*lineHost)(nil)
 
 func (h *lineHost) Name() string { return "h1" }
+func (h *lineHost) Root() string { return "" }
 
 func (h *lineHost) Run(ctx context.Context, line string) ([]byte, error) {
 	h.mu.Lock()

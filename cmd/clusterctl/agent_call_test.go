@@ -28,6 +28,7 @@ type callHost struct {
 }
 
 func (h *callHost) Name() string { return "local" }
+func (h *callHost) Root() string { return "" }
 
 func (h *callHost) Run(ctx context.Context, cmd string) ([]byte, error) {
 	words, err := exec.CommandContext(ctx, "sh", "-c", `printf '%s\0' `+cmd).Output()
