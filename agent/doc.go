@@ -12,7 +12,9 @@
 // it instead of restarting it. Children never depend on the agent staying
 // alive. The agent restarts a component that exits (exponential backoff),
 // probes its health, rotates its log, and answers a JSON-lines control socket
-// (/run/clusterctl/agent.sock) used by "clusterctl agent ctl ..." over SSH.
+// (/run/clusterctl/agent.sock), reached from the workstation through
+// "clusterctl agent call" over SSH and by a person on the host with
+// "clusterctl agent ctl".
 //
 // docs/agent.md is the contract with apply.
 package agent

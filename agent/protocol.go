@@ -8,8 +8,10 @@ import (
 
 // The control socket speaks JSON lines: the client writes one Request object
 // and a newline, the agent answers with one Response object and a newline.
-// A connection may carry several requests in turn. The same Response is what
-// "clusterctl agent ctl ... -json" prints, so apply parses these types.
+// A connection may carry several requests in turn. The same Request and
+// Response travel over SSH as "clusterctl agent call REQUEST" (the
+// workstation's components.AgentClient), and "agent ctl ... -json" prints a
+// Response for a person on the host.
 
 // Request operations.
 const (
