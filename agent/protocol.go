@@ -38,6 +38,7 @@ const (
 	OpDrain      = "drain"       // Kubeconfig, Node, Timeout: cordon and evict (PodDisruptionBudgets respected)
 	OpUncordon   = "uncordon"    // Kubeconfig, Node: schedulable again
 	OpDeleteNode = "delete-node" // Kubeconfig, Node: delete the Node of a host that left (one already gone is fine)
+	OpAddonPrune = "addon-prune" // Kubeconfig, Name: delete every object of add-on Name (it was turned off); Log lists them
 )
 
 // Request is one control request.

@@ -93,7 +93,7 @@ func TestPlanApplyFromAWorld(t *testing.T) {
 	}
 	got := componentChanges(changes)
 	for _, want := range []string{"create cp-1 agent", "create cp-1 etcd", "create cp-1 kube-apiserver", "create cp-1 kube-scheduler",
-		"create worker-2 agent", "create worker-2 containerd", "create worker-2 kubelet", "create worker-2 kube-proxy", "create worker-2 cni"} {
+		"create worker-2 agent", "create worker-2 containerd", "create worker-2 kubelet", "create worker-2 kube-proxy", "create worker-2 cni", "create cp-1 coredns"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("fresh plan lacks %q: %v", want, got)
 		}
@@ -102,7 +102,7 @@ func TestPlanApplyFromAWorld(t *testing.T) {
 		if !strings.HasPrefix(g, "create ") {
 			t.Errorf("fresh plan: %s", g)
 		}
-		if strings.Contains(g, "worker") && (strings.Contains(g, "etcd") || strings.Contains(g, "apiserver")) {
+		if strings.Contains(g, "worker") && (strings.Contains(g, "etcd") || strings.Contains(g, "apiserver") || strings.Contains(g, "coredns")) {
 			t.Errorf("a worker gets a control-plane component: %s", g)
 		}
 	}

@@ -12,9 +12,13 @@ import (
 const (
 	PauseImageRepo = "localhost/clusterctl-pause"
 	EchoImageRepo  = "localhost/clusterctl-echo"
+	CoreDNSRepo    = "localhost/clusterctl-coredns"
 	// EchoPort is the port the echo test image listens on.
 	EchoPort = 8080
 )
+
+// CoreDNSImage is the reference of the bundled CoreDNS image at version.
+func CoreDNSImage(version string) string { return CoreDNSRepo + ":v" + version }
 
 // Artifact is one cache entry: a component at a version, made of one or more
 // files that are built or downloaded together.
@@ -79,6 +83,7 @@ func (r Release) Artifacts() []Artifact {
 		Artifact{Component: CNI, Version: r.CNIPlugins, Files: CNIPlugins()},
 		Artifact{Component: PauseImage, Version: r.Pause, Files: []string{"pause.tar"}, Image: PauseImageRepo + ":" + r.Pause},
 		Artifact{Component: EchoImage, Version: r.Echo, Files: []string{"echo.tar"}, Image: EchoImageRepo + ":" + r.Echo},
+		Artifact{Component: CoreDNS, Version: r.CoreDNS, Files: []string{"coredns.tar"}, Image: CoreDNSImage(r.CoreDNS)},
 	)
 }
 

@@ -23,6 +23,9 @@ const (
 	CNI                   = "cni"
 	PauseImage            = "pause-image"
 	EchoImage             = "echo-image"
+	// CoreDNS is the cluster DNS add-on; its artifact is an image archive of
+	// the coredns binary built from github.com/coredns/coredns.
+	CoreDNS = "coredns"
 )
 
 // Release is one supported Kubernetes release and the versions of every
@@ -35,14 +38,17 @@ type Release struct {
 	CNIPlugins string // bridge, host-local, loopback, portmap
 	Pause      string // tag of the bundled pause image
 	Echo       string // tag of the bundled test image localhost/clusterctl-echo
+	// CoreDNS is the version kubeadm pins for the release's minor
+	// (cmd/kubeadm/app/constants CoreDNSVersion at the release's tag).
+	CoreDNS string
 }
 
 // Releases returns the supported releases, oldest first. Two Kubernetes
 // minors are pinned so that upgrades can be tested end to end.
 func Releases() []Release {
 	return []Release{
-		{Kubernetes: "1.36.3", Etcd: "3.6.16", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1"},
-		{Kubernetes: "1.37.2", Etcd: "3.7.3", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1"},
+		{Kubernetes: "1.36.3", Etcd: "3.6.16", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.2"},
+		{Kubernetes: "1.37.2", Etcd: "3.7.3", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.6"},
 	}
 }
 
@@ -86,9 +92,15 @@ func (r Release) Version(component string) (version string, ok bool) {
 		return r.Pause, true
 	case EchoImage:
 		return r.Echo, true
+	case CoreDNS:
+		return r.CoreDNS, true
 	}
 	return "", false
 }
+
+// Addons lists the cluster add-ons a spec may configure with an
+// `addon "NAME"` block.
+func Addons() []string { return []string{CoreDNS} }
 
 // SpecComponents lists the component names a spec may configure with a
 // `component "NAME"` block, in upgrade order.

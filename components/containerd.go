@@ -25,7 +25,7 @@ type containerdConfig struct {
 }
 
 // bundledImages are the image archives every node imports: the pause
-// image (the pod sandbox) and the test image.
+// image (the pod sandbox), the test image and the add-ons' images.
 func (in Input) bundledImages(host string) ([]Artifact, error) {
 	var out []Artifact
 	for _, img := range []struct{ component, file string }{
@@ -40,7 +40,8 @@ func (in Input) bundledImages(host string) ([]Artifact, error) {
 		a[0].Mode = 0o644
 		out = append(out, a...)
 	}
-	return out, nil
+	dns, err := in.coreDNSImage(host)
+	return append(out, dns...), err
 }
 
 // containerd renders containerd with runc from the bundle: the CRI plugin

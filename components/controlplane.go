@@ -104,7 +104,7 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		etcdServers = append(etcdServers, url("https", advertiseAddress(m), EtcdClientPort))
 	}
 	p := pki.HostPath
-	domain := "cluster.local"
+	domain := ClusterDomain
 	args := map[string]string{
 		"advertise-address":                  advertiseAddress(h),
 		"secure-port":                        itoa(APIServerPort),

@@ -17,7 +17,11 @@ func DesiredAll(in Input) ([]Desired, error) {
 		if render == nil {
 			continue
 		}
-		for _, h := range in.Cluster.HostsRunning(comp) {
+		hosts := in.Cluster.HostsRunning(comp)
+		if sp.Hosts != nil {
+			hosts = sp.Hosts(in.Cluster)
+		}
+		for _, h := range hosts {
 			d, err := render(in, h)
 			if err != nil {
 				return nil, fmt.Errorf("%s on %s: %w", comp, h.Name, err)

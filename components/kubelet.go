@@ -64,7 +64,7 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 		CgroupDriver:    "cgroupfs",
 		AllowCgroupV1:   f.CgroupVersion == 1,
 		FailSwapOn:      !f.SwapOn,
-		ClusterDomain:   "cluster.local",
+		ClusterDomain:   ClusterDomain,
 		ClusterDNS:      []string{in.Cluster.ClusterDNS().String()},
 		ResolvConf:      "/etc/resolv.conf",
 		Taints:          nodeTaints(h),

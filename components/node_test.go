@@ -313,7 +313,7 @@ func TestContainerdConfigFromFacts(t *testing.T) {
 	}
 	// The health probe imports both bundled images, each pinned by digest.
 	probe := strings.Join(real.Unit.Health.Command, " ")
-	for _, img := range []string{"/opt/clusterctl/pkg/pause-image/3.10/pause.tar=", "/opt/clusterctl/pkg/echo-image/v1/echo.tar="} {
+	for _, img := range []string{"/opt/clusterctl/pkg/pause-image/3.10/pause.tar=", "/opt/clusterctl/pkg/echo-image/v1/echo.tar=", "/opt/clusterctl/pkg/coredns/1.14.6/coredns.tar="} {
 		if !strings.Contains(probe, img) {
 			t.Errorf("containerd probe %q does not import %s", probe, img)
 		}
@@ -322,7 +322,7 @@ func TestContainerdConfigFromFacts(t *testing.T) {
 	for _, a := range real.Artifacts {
 		names = append(names, a.Component+"/"+a.Name)
 	}
-	want := []string{"containerd/containerd", "containerd/containerd-shim-runc-v2", "containerd/ctr", "runc/runc", "pause-image/pause.tar", "echo-image/echo.tar"}
+	want := []string{"containerd/containerd", "containerd/containerd-shim-runc-v2", "containerd/ctr", "runc/runc", "pause-image/pause.tar", "echo-image/echo.tar", "coredns/coredns.tar"}
 	if !slices.Equal(names, want) {
 		t.Errorf("containerd artifacts %q, want %q", names, want)
 	}

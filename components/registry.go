@@ -29,6 +29,9 @@ type Spec struct {
 	// KeptData are the data folders destroy -keep-data keeps.
 	KeptData []string
 	Hooks    Hooks
+	// Hosts, when set, picks the hosts the component runs on instead of
+	// its spec component block (add-ons: one control-plane host).
+	Hosts func(*spec.Cluster) []spec.Host
 }
 
 // Hooks run around one change of a component on one host. Either may be
@@ -104,6 +107,12 @@ func Registry() []Spec {
 		{Name: bundle.KubeProxy, Render: kubeProxy, RemoveTools: []string{"iptables"},
 			Rule: func(batch int) plan.Rule {
 				return plan.Rule{After: controlPlane, AfterOnHost: onAgent, Rolling: true, BatchSize: batch}
+			}},
+		// Add-ons go once the control plane and every node are done: their
+		// images are imported by containerd, their pods need kubelets.
+		{Name: bundle.CoreDNS, Render: coreDNS, Hosts: addonHosts(bundle.CoreDNS), Hooks: Hooks{Around: addonAround},
+			Rule: func(int) plan.Rule {
+				return plan.Rule{After: append(slices.Clone(controlPlane), bundle.Containerd, bundle.CNI, bundle.Kubelet, bundle.KubeProxy), AfterOnHost: onAgent}
 			}},
 	}
 }

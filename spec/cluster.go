@@ -43,6 +43,7 @@ type Cluster struct {
 	ssh               SSH
 	hosts             []Host
 	components        []Component
+	addons            []Addon
 	artifacts         Artifacts
 	upgrade           UpgradePolicy
 	variables         []Variable

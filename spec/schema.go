@@ -11,6 +11,7 @@ func rootSchema() *hcl.BodySchema {
 		{Type: "ssh"},
 		{Type: "host", LabelNames: []string{"name"}},
 		{Type: "component", LabelNames: []string{"name"}},
+		{Type: "addon", LabelNames: []string{"name"}},
 		{Type: "artifacts"},
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},

@@ -145,6 +145,9 @@ func Fingerprint(a bundle.Artifact, p bundle.Platform) (string, error) {
 			}
 			fmt.Fprintf(h, "%s %s cgo=%v tags=%q ldflags=%q stamp=%q\n", bin.file, bin.pkg, bin.cgo, bin.tags, bin.ldflags, stamp)
 		}
+		if r.image != nil {
+			fmt.Fprintf(h, "image /%s ports=%q layout=%d\n", r.image.binary, r.image.ports, images.LayoutVersion)
+		}
 	}
 	return "build:" + hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -183,7 +186,16 @@ func (b *Builder) make(ctx context.Context, a bundle.Artifact, p bundle.Platform
 			return fmt.Errorf("recipe for %s has no binary %s", a.ID(), file)
 		}
 		err := placeFile(dir, file, func(tmp string) error {
-			return b.goBuild(ctx, ws, p, bin, tagTime, tmp)
+			if r.image == nil {
+				return b.goBuild(ctx, ws, p, bin, tagTime, tmp)
+			}
+			exe := tmp + ".bin"
+			defer os.Remove(exe)
+			if err := b.goBuild(ctx, ws, p, bin, tagTime, exe); err != nil {
+				return err
+			}
+			m.Source += ", as /" + r.image.binary + " in " + a.Image
+			return images.WriteBinary(tmp, a.Image, images.Platform{OS: p.OS, Arch: p.Arch}, exe, r.image.binary, r.image.ports...)
 		})
 		if err != nil {
 			return err

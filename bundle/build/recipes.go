@@ -19,6 +19,15 @@ type goRecipe struct {
 	// go.mod replaces by a folder of its own tree. ok false: the recipe does
 	// not know the module (an error); version "" with ok: drop the replace.
 	localVersion func(modPath string) (version string, ok bool)
+	// image, when set, makes the artifact's one file an image archive
+	// holding the recipe's one binary, instead of the binary itself.
+	image *imageRecipe
+}
+
+// imageRecipe is the one-layer image a binary is put in (package images).
+type imageRecipe struct {
+	binary string   // its name in the image: /<binary>, the entrypoint
+	ports  []string // exposed ports, e.g. "53/udp"
 }
 
 // goBinary is one `go build` of the recipe.
@@ -50,6 +59,8 @@ func goRecipeFor(a bundle.Artifact) (*goRecipe, error) {
 		return runcRecipe(v), nil
 	case bundle.CNI:
 		return cniRecipe(v), nil
+	case bundle.CoreDNS:
+		return coreDNSRecipe(v), nil
 	case bundle.PauseImage, bundle.EchoImage:
 		return nil, nil
 	}
@@ -186,6 +197,16 @@ func cniRecipe(version string) *goRecipe {
 		})
 	}
 	return r
+}
+
+// coreDNSRecipe builds the coredns binary (its main package is the module
+// root, with the plugins of upstream's plugin.cfg) into an image.
+func coreDNSRecipe(version string) *goRecipe {
+	return &goRecipe{
+		name: "coredns", modules: []string{"github.com/coredns/coredns"}, version: version,
+		binaries: []goBinary{{file: "coredns.tar", pkg: "github.com/coredns/coredns"}},
+		image:    &imageRecipe{binary: "coredns", ports: []string{"53/udp", "53/tcp", "9153/tcp"}},
+	}
 }
 
 // splitSemver splits "v1.37.2" into "1", "37", "2".

@@ -146,10 +146,17 @@ func TestEveryArtifactHasARecipe(t *testing.T) {
 			t.Errorf("%s: %v", a.ID(), err)
 			continue
 		}
-		if a.Image != "" {
-			if r != nil {
-				t.Errorf("%s: an image has a go recipe", a.ID())
+		if a.Image != "" && (r == nil || r.image != nil) {
+			// Assembled from a program of package images, or a recipe's
+			// binary put into an image.
+			if r != nil && len(r.binaries) != 1 {
+				t.Errorf("%s: an image recipe has %d binaries, want 1", a.ID(), len(r.binaries))
 			}
+			if r == nil {
+				continue
+			}
+		} else if a.Image != "" || (r != nil && r.image != nil) {
+			t.Errorf("%s: an image without an image recipe, or the reverse", a.ID())
 			continue
 		}
 		files := map[string]bool{}

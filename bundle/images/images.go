@@ -91,6 +91,32 @@ func Write(ctx context.Context, s Spec, out string) error {
 	return tarball.WriteToFile(out, ref, img)
 }
 
+// LayoutVersion changes when the way Image lays out an image changes, so
+// that recipes which use it rebuild.
+const LayoutVersion = 1
+
+// WriteBinary writes an image archive whose one layer holds the binary exe
+// as /name, its entrypoint, exposing ports ("53/udp").
+func WriteBinary(out, ref string, p Platform, exe, binary string, ports ...string) error {
+	tag, err := name.NewTag(ref, name.WeakValidation)
+	if err != nil {
+		return fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		return err
+	}
+	cfg := v1.Config{Entrypoint: []string{"/" + binary}, Env: []string{"PATH=/"}, ExposedPorts: map[string]struct{}{}}
+	for _, port := range ports {
+		cfg.ExposedPorts[port] = struct{}{}
+	}
+	img, err := Image(bin, binary, cfg, p)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(out, tag, img)
+}
+
 // Image makes a one-layer image holding program at /name, owned by root and
 // executable, with a fixed timestamp so the same program gives the same
 // image digest.

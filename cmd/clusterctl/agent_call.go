@@ -84,6 +84,8 @@ func agentCall(ctx context.Context, p agent.Paths, req agent.Request) agent.Resp
 			return logsCall(p, req)
 		case agent.OpNodeMeta, agent.OpDrain, agent.OpUncordon, agent.OpDeleteNode:
 			return nodeCall(ctx, req)
+		case agent.OpAddonPrune:
+			return addonPruneCall(ctx, req)
 		case agent.OpPing, agent.OpStatus, agent.OpReload, agent.OpRestart, agent.OpStop, agent.OpStart, agent.OpWaitHealthy, agent.OpShutdown:
 			return client.Call(ctx, req)
 		}

@@ -20,7 +20,7 @@ import (
 // the agent as a component (cni) or as health probes (containerd-images,
 // node-ready). They are hidden: nobody types them.
 func newAgentNodeCmds() []*cobra.Command {
-	return []*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd()}
+	return []*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd(), newAgentAddonCmd()}
 }
 
 func newAgentCNICmd() *cobra.Command {

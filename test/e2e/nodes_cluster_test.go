@@ -119,6 +119,12 @@ type pod struct {
 
 func (l *Lab) echoPods(t *testing.T) []pod {
 	t.Helper()
+	return l.pods(t, "default", "app=echo")
+}
+
+// pods are the pods of a namespace that match a label selector.
+func (l *Lab) pods(t *testing.T, namespace, selector string) []pod {
+	t.Helper()
 	var list struct {
 		Items []struct {
 			Metadata struct {
@@ -137,7 +143,7 @@ func (l *Lab) echoPods(t *testing.T) []pod {
 			} `json:"status"`
 		} `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(l.mustKubectl("get", "pods", "-l", "app=echo", "-o", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(l.mustKubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
 	var out []pod
@@ -293,7 +299,7 @@ func TestNodesCluster(t *testing.T) {
 
 	t.Run("every node has the bundled images", func(t *testing.T) {
 		for name, n := range l.nodes(t) {
-			for _, img := range []string{"localhost/clusterctl-echo:v1", "localhost/clusterctl-pause:3.10"} {
+			for _, img := range []string{"localhost/clusterctl-echo:v1", "localhost/clusterctl-pause:3.10", "localhost/clusterctl-coredns:v1.14.6"} {
 				if !slices.Contains(n.Images, img) {
 					t.Errorf("node %s does not report %s; it has %q", name, img, n.Images)
 				}
@@ -374,6 +380,34 @@ func TestNodesCluster(t *testing.T) {
 		}
 		if !seen["worker-1"] || !seen["worker-2"] {
 			t.Errorf("the Service answered only from %v in 20 requests", seen)
+		}
+	})
+
+	t.Run("cluster DNS: CoreDNS on two nodes, names resolve in pods on every worker", func(t *testing.T) {
+		// The add-on's gate waited for both replicas and for every one of
+		// them to answer: right after apply they are there.
+		dns := l.pods(t, "kube-system", "k8s-app=kube-dns")
+		nodes := map[string]bool{}
+		for _, p := range dns {
+			if !p.Ready {
+				t.Errorf("CoreDNS pod %s on %s is not ready", p.Name, p.Node)
+			}
+			nodes[p.Node] = true
+		}
+		if len(dns) != 2 || len(nodes) != 2 {
+			t.Errorf("CoreDNS pods %+v, want 2 on 2 different nodes", dns)
+		}
+		for _, w := range workers {
+			p := on(w)
+			out, err := l.kubectl("exec", p.Name, "--", "/echo", "lookup", "kubernetes.default.svc.cluster.local")
+			if err != nil || strings.TrimSpace(out) != "10.96.0.1" {
+				t.Errorf("kubernetes.default.svc.cluster.local from %s on %s: %q %v, want 10.96.0.1", p.Name, w, out, err)
+			}
+			// The echo Service came after CoreDNS: its short name resolves
+			// through the pod's search path, and answers.
+			if a, err := l.fromPod(p.Name, "http://echo/"); err != nil || a.PodIP == "" {
+				t.Errorf("http://echo/ from %s on %s: %+v %v", p.Name, w, a, err)
+			}
 		}
 	})
 

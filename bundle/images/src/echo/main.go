@@ -5,7 +5,9 @@
 //
 // `echo get URL` is its client: it prints the answer's body, and exits 1
 // when the request fails, so `kubectl exec POD -- /echo get URL` makes a
-// request from inside a pod (the image has nothing else to run).
+// request from inside a pod (the image has nothing else to run). `echo
+// lookup NAME` resolves a name with the pod's resolv.conf and prints its
+// addresses, one a line, exiting 1 when it does not resolve.
 package main
 
 import (
@@ -31,6 +33,9 @@ type answer struct {
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "get" {
 		os.Exit(get(os.Args[2]))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "lookup" {
+		os.Exit(lookup(os.Args[2]))
 	}
 	hostname, _ := os.Hostname()
 	podIP := os.Getenv("POD_IP")
@@ -95,6 +100,21 @@ func get(url string) int {
 	if resp.StatusCode/100 != 2 {
 		fmt.Fprintln(os.Stderr, "echo get:", resp.Status)
 		return 1
+	}
+	return 0
+}
+
+// lookup prints the addresses name resolves to.
+func lookup(name string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, a := range addrs {
+		fmt.Println(a)
 	}
 	return 0
 }
