@@ -1,6 +1,8 @@
 package addons
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -93,8 +95,13 @@ func (c CoreDNS) Objects() []kubeapi.Object {
 			"capabilities":             map[string]any{"add": []any{"NET_BIND_SERVICE"}, "drop": []any{"ALL"}},
 		},
 	}
+	// The Corefile's digest on the pod template: a changed Corefile rolls
+	// the replicas, so a broken one fails their start (and the gate)
+	// instead of waiting in the ConfigMap for the next restart; the reload
+	// plugin would keep the old one running.
+	sum := sha256.Sum256([]byte(c.Corefile()))
 	pod := map[string]any{
-		"metadata": map[string]any{"labels": sel},
+		"metadata": map[string]any{"labels": sel, "annotations": map[string]any{"addons.clusterctl.io/corefile-sha256": hex.EncodeToString(sum[:])}},
 		"spec": map[string]any{
 			"serviceAccountName": coreDNSName,
 			"priorityClassName":  "system-cluster-critical",

@@ -13,12 +13,16 @@ const (
 	PauseImageRepo = "localhost/clusterctl-pause"
 	EchoImageRepo  = "localhost/clusterctl-echo"
 	CoreDNSRepo    = "localhost/clusterctl-coredns"
+	MetricsRepo    = "localhost/clusterctl-metrics-server"
 	// EchoPort is the port the echo test image listens on.
 	EchoPort = 8080
 )
 
 // CoreDNSImage is the reference of the bundled CoreDNS image at version.
 func CoreDNSImage(version string) string { return CoreDNSRepo + ":v" + version }
+
+// MetricsServerImage is the reference of the bundled metrics-server image.
+func MetricsServerImage(version string) string { return MetricsRepo + ":v" + version }
 
 // Artifact is one cache entry: a component at a version, made of one or more
 // files that are built or downloaded together.
@@ -84,6 +88,7 @@ func (r Release) Artifacts() []Artifact {
 		Artifact{Component: PauseImage, Version: r.Pause, Files: []string{"pause.tar"}, Image: PauseImageRepo + ":" + r.Pause},
 		Artifact{Component: EchoImage, Version: r.Echo, Files: []string{"echo.tar"}, Image: EchoImageRepo + ":" + r.Echo},
 		Artifact{Component: CoreDNS, Version: r.CoreDNS, Files: []string{"coredns.tar"}, Image: CoreDNSImage(r.CoreDNS)},
+		Artifact{Component: MetricsServer, Version: r.MetricsServer, Files: []string{"metrics-server.tar"}, Image: MetricsServerImage(r.MetricsServer)},
 	)
 }
 

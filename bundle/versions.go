@@ -26,6 +26,9 @@ const (
 	// CoreDNS is the cluster DNS add-on; its artifact is an image archive of
 	// the coredns binary built from github.com/coredns/coredns.
 	CoreDNS = "coredns"
+	// MetricsServer serves the resource metrics API (kubectl top) through
+	// the aggregation layer; its artifact is an image archive too.
+	MetricsServer = "metrics-server"
 )
 
 // Release is one supported Kubernetes release and the versions of every
@@ -41,14 +44,16 @@ type Release struct {
 	// CoreDNS is the version kubeadm pins for the release's minor
 	// (cmd/kubeadm/app/constants CoreDNSVersion at the release's tag).
 	CoreDNS string
+	// MetricsServer is sigs.k8s.io/metrics-server's release.
+	MetricsServer string
 }
 
 // Releases returns the supported releases, oldest first. Two Kubernetes
 // minors are pinned so that upgrades can be tested end to end.
 func Releases() []Release {
 	return []Release{
-		{Kubernetes: "1.36.3", Etcd: "3.6.16", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.2"},
-		{Kubernetes: "1.37.2", Etcd: "3.7.3", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.6"},
+		{Kubernetes: "1.36.3", Etcd: "3.6.16", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.2", MetricsServer: "0.8.0"},
+		{Kubernetes: "1.37.2", Etcd: "3.7.3", Containerd: "2.4.2", Runc: "1.5.2", CNIPlugins: "1.9.1", Pause: "3.10", Echo: "v1", CoreDNS: "1.14.6", MetricsServer: "0.8.0"},
 	}
 }
 
@@ -94,13 +99,15 @@ func (r Release) Version(component string) (version string, ok bool) {
 		return r.Echo, true
 	case CoreDNS:
 		return r.CoreDNS, true
+	case MetricsServer:
+		return r.MetricsServer, true
 	}
 	return "", false
 }
 
 // Addons lists the cluster add-ons a spec may configure with an
 // `addon "NAME"` block.
-func Addons() []string { return []string{CoreDNS} }
+func Addons() []string { return []string{CoreDNS, MetricsServer} }
 
 // SpecComponents lists the component names a spec may configure with a
 // `component "NAME"` block, in upgrade order.

@@ -32,6 +32,8 @@ func addonHealthPort(name string) int {
 	switch name {
 	case bundle.CoreDNS:
 		return 10270
+	case bundle.MetricsServer:
+		return 10271
 	}
 	return 10279
 }
@@ -49,19 +51,34 @@ func addonHosts(name string) func(*spec.Cluster) []spec.Host {
 	}
 }
 
-// coreDNSImage is the bundled CoreDNS image archive, imported on every node
-// while the add-on is on.
-func (in Input) coreDNSImage(host string) ([]Artifact, error) {
-	a, ok := in.Cluster.Addon(bundle.CoreDNS)
-	if !ok || !a.Enabled {
-		return nil, nil
+// addonImages are the bundled images of the add-ons that are on, imported
+// on every node (any node may run their pods).
+func (in Input) addonImages(host string) ([]Artifact, error) {
+	var out []Artifact
+	for _, a := range in.Cluster.Addons() {
+		if !a.Enabled {
+			continue
+		}
+		arts, err := artifacts(in.Cache, in.platform(host), a.Name, a.Version, a.Name+".tar")
+		if err != nil {
+			return nil, err
+		}
+		arts[0].Mode = 0o644
+		out = append(out, arts...)
 	}
-	arts, err := artifacts(in.Cache, in.platform(host), bundle.CoreDNS, a.Version, "coredns.tar")
+	return out, nil
+}
+
+// metricsServer renders the resource metrics add-on, healthy when its
+// Deployment is available and its APIService is Available.
+func metricsServer(in Input, h spec.Host) (Desired, error) {
+	a, _ := in.Cluster.Addon(bundle.MetricsServer)
+	m := addons.MetricsServer{Image: bundle.MetricsServerImage(a.Version), Replicas: a.Replicas}
+	d, err := addonDesired(bundle.MetricsServer, a.Version, h, m.Objects(), addonHealthPort(bundle.MetricsServer))
 	if err != nil {
-		return nil, err
+		return Desired{}, fmt.Errorf("metrics-server: %w", err)
 	}
-	arts[0].Mode = 0o644
-	return arts, nil
+	return d, nil
 }
 
 // coreDNS renders the cluster DNS add-on: CoreDNS at the cluster_dns

@@ -40,8 +40,8 @@ func (in Input) bundledImages(host string) ([]Artifact, error) {
 		a[0].Mode = 0o644
 		out = append(out, a...)
 	}
-	dns, err := in.coreDNSImage(host)
-	return append(out, dns...), err
+	extra, err := in.addonImages(host)
+	return append(out, extra...), err
 }
 
 // containerd renders containerd with runc from the bundle: the CRI plugin

@@ -322,7 +322,7 @@ func TestContainerdConfigFromFacts(t *testing.T) {
 	for _, a := range real.Artifacts {
 		names = append(names, a.Component+"/"+a.Name)
 	}
-	want := []string{"containerd/containerd", "containerd/containerd-shim-runc-v2", "containerd/ctr", "runc/runc", "pause-image/pause.tar", "echo-image/echo.tar", "coredns/coredns.tar"}
+	want := []string{"containerd/containerd", "containerd/containerd-shim-runc-v2", "containerd/ctr", "runc/runc", "pause-image/pause.tar", "echo-image/echo.tar", "coredns/coredns.tar", "metrics-server/metrics-server.tar"}
 	if !slices.Equal(names, want) {
 		t.Errorf("containerd artifacts %q, want %q", names, want)
 	}

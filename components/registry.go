@@ -88,6 +88,9 @@ func Registry() []Spec {
 	}
 	node := func(batch int) plan.Rule { return plan.Rule{AfterOnHost: onAgent, Rolling: true, BatchSize: batch} }
 	controlPlane := []string{bundle.KubeAPIServer, bundle.KubeControllerManager, bundle.KubeScheduler}
+	addon := func(int) plan.Rule {
+		return plan.Rule{After: append(slices.Clone(controlPlane), bundle.Containerd, bundle.CNI, bundle.Kubelet, bundle.KubeProxy), AfterOnHost: onAgent}
+	}
 	return []Spec{
 		{Name: AgentComponent, Rule: func(int) plan.Rule { return plan.Rule{} }},
 		{Name: bundle.Etcd, Render: etcd, Rule: rolling(), KeptData: []string{EtcdDataDir},
@@ -110,10 +113,8 @@ func Registry() []Spec {
 			}},
 		// Add-ons go once the control plane and every node are done: their
 		// images are imported by containerd, their pods need kubelets.
-		{Name: bundle.CoreDNS, Render: coreDNS, Hosts: addonHosts(bundle.CoreDNS), Hooks: Hooks{Around: addonAround},
-			Rule: func(int) plan.Rule {
-				return plan.Rule{After: append(slices.Clone(controlPlane), bundle.Containerd, bundle.CNI, bundle.Kubelet, bundle.KubeProxy), AfterOnHost: onAgent}
-			}},
+		{Name: bundle.CoreDNS, Render: coreDNS, Hosts: addonHosts(bundle.CoreDNS), Hooks: Hooks{Around: addonAround}, Rule: addon},
+		{Name: bundle.MetricsServer, Render: metricsServer, Hosts: addonHosts(bundle.MetricsServer), Hooks: Hooks{Around: addonAround}, Rule: addon},
 	}
 }
 

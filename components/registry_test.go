@@ -50,7 +50,7 @@ func TestRegistryDestroyOrder(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	if d := cmp.Diff([]string{"agent", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "cni", "kubelet", "kube-proxy", "coredns"}, Names()); d != "" {
+	if d := cmp.Diff([]string{"agent", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "cni", "kubelet", "kube-proxy", "coredns", "metrics-server"}, Names()); d != "" {
 		t.Errorf("names (-want +got):\n%s", d)
 	}
 	for _, s := range Registry() {

@@ -44,6 +44,9 @@ kubectl=$cache/kubectl/$version/linux-amd64/kubectl
 
 step "kubectl get nodes -o wide"
 "$kubectl" --kubeconfig "$DIR/admin.conf" get nodes -o wide
+
+step "kubectl get pods -A -o wide (the add-ons: CoreDNS, metrics-server)"
+"$kubectl" --kubeconfig "$DIR/admin.conf" get pods -A -o wide
 cat <<MSG
 
 kubectl:  $kubectl --kubeconfig $DIR/admin.conf ...

@@ -64,7 +64,12 @@ func (b *builder) addons(c *Cluster, blocks hcl.Blocks) {
 	known := bundle.Addons()
 	seen := map[string]hcl.Range{}
 	for _, name := range known {
-		a := Addon{Name: name, Enabled: true, Replicas: 2, Forward: []string{DefaultForward}}
+		// CoreDNS keeps a replica through the loss of a node; one
+		// metrics-server is upstream's default.
+		a := Addon{Name: name, Enabled: true, Replicas: 1}
+		if name == bundle.CoreDNS {
+			a.Replicas, a.Forward = 2, []string{DefaultForward}
+		}
 		a.Version, _ = c.release.Version(name)
 		c.addons = append(c.addons, a)
 	}
@@ -99,7 +104,9 @@ func (b *builder) addons(c *Cluster, blocks hcl.Blocks) {
 				a.Version, a.VersionSet = want, true
 			}
 		}
-		if f := b.list(attrs, "forward"); f.set {
+		if f := b.list(attrs, "forward"); f.set && name != bundle.CoreDNS {
+			b.valueErr(f.field, "Not a setting of "+name, "forward is a setting of the coredns add-on only.")
+		} else if f.set {
 			a.Forward = nil
 			for _, s := range f.v {
 				if !validForward(s) {

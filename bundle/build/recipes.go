@@ -61,6 +61,12 @@ func goRecipeFor(a bundle.Artifact) (*goRecipe, error) {
 		return cniRecipe(v), nil
 	case bundle.CoreDNS:
 		return coreDNSRecipe(v), nil
+	case bundle.MetricsServer:
+		return &goRecipe{
+			name: "metrics-server", modules: []string{"sigs.k8s.io/metrics-server"}, version: v,
+			binaries: []goBinary{{file: "metrics-server.tar", pkg: "sigs.k8s.io/metrics-server/cmd/metrics-server"}},
+			image:    &imageRecipe{binary: "metrics-server", ports: []string{"10250/tcp"}},
+		}, nil
 	case bundle.PauseImage, bundle.EchoImage:
 		return nil, nil
 	}

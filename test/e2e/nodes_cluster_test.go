@@ -411,6 +411,28 @@ func TestNodesCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("resource metrics: kubectl top through metrics-server's APIService", func(t *testing.T) {
+		cond := l.mustKubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
+		if strings.TrimSpace(cond) != "True" {
+			t.Errorf("APIService v1beta1.metrics.k8s.io Available=%q right after apply (its gate waits for it)", cond)
+		}
+		eventually(t, 90*time.Second, "kubectl top nodes lists every node", func() error {
+			out, err := l.kubectl("top", "nodes", "--no-headers")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, n := range all {
+				if !regexp.MustCompile(`(?m)^` + n + `\s+\d+m`).MatchString(out) {
+					return fmt.Errorf("no usage for %s:\n%s", n, out)
+				}
+			}
+			return nil
+		})
+		if out, err := l.kubectl("top", "pods", "-n", "kube-system", "--no-headers"); err != nil || !strings.Contains(out, "coredns-") {
+			t.Errorf("kubectl top pods -n kube-system: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("NodePort on every node's address", func(t *testing.T) {
 		for _, name := range all {
 			a, err := workstationGet("http://" + addrs[name] + ":30080/")

@@ -146,8 +146,11 @@ func TestUpgradeAndRollback(t *testing.T) {
 		}
 		for key, s := range l.status(t) {
 			want := "1.37.2"
-			if strings.HasSuffix(key, "/etcd") {
+			switch {
+			case strings.HasSuffix(key, "/etcd"):
 				want = "3.7.3"
+			case strings.HasSuffix(key, "/coredns"):
+				want = "1.14.6" // kubeadm's pin for 1.37, from 1.36's 1.14.2
 			}
 			if strings.HasSuffix(key, "/containerd") || strings.HasSuffix(key, "/cni") {
 				continue
@@ -190,6 +193,34 @@ func TestUpgradeAndRollback(t *testing.T) {
 			t.Errorf("kube-apiserver after the rollback: generation %d healthy %v, want generation %d healthy", after.Generation, after.Healthy, before.Generation)
 		}
 		t.Logf("failed gate, rollback and report took %s", time.Since(start).Round(time.Second))
+	})
+
+	t.Run("a broken CoreDNS setting is rolled back by its gate", func(t *testing.T) {
+		before := l.status(t)["cp-1/coredns"]
+		broken := filepath.Join(l.Dir, "broken-dns.hcl")
+		if err := os.WriteFile(broken, []byte("addon \"coredns\" {\n  forward = [\"/no/such/resolv.conf\"]\n}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(broken) })
+		out, err := l.spec("apply", "-auto-approve", "-gate-timeout=45s", "-var", "kubernetes_version=1.37.2")
+		if err == nil {
+			t.Fatalf("apply with a broken Corefile succeeded:\n%s", out)
+		}
+		for _, want := range []string{"coredns on cp-1", fmt.Sprintf("rolled back to generation %d", before.Generation), "Apply stopped after a failed health gate"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("apply output lacks %q:\n%s", want, out)
+			}
+		}
+		if after := l.status(t)["cp-1/coredns"]; after.Generation != before.Generation || !after.Healthy {
+			t.Errorf("coredns after the rollback: generation %d healthy %v, want generation %d healthy", after.Generation, after.Healthy, before.Generation)
+		}
+		if cf := l.mustKubectl("-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}"); strings.Contains(cf, "/no/such") {
+			t.Errorf("the broken Corefile is still applied:\n%s", cf)
+		}
+		os.Remove(broken)
+		if out, err := l.spec("plan", "-detailed-exitcode", "-var", "kubernetes_version=1.37.2"); exitCode(err) != 0 {
+			t.Errorf("plan after the rollback and the fix: exit %d\n%s", exitCode(err), out)
+		}
 	})
 
 	t.Run("rollback kubelet", func(t *testing.T) {
