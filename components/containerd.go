@@ -1,7 +1,11 @@
 package components
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"path"
 	"time"
 
@@ -41,7 +45,45 @@ func (in Input) bundledImages(host string) ([]Artifact, error) {
 		out = append(out, a...)
 	}
 	extra, err := in.addonImages(host)
-	return append(out, extra...), err
+	if err != nil {
+		return nil, err
+	}
+	user, err := in.userImages(host)
+	return append(append(out, extra...), user...), err
+}
+
+// userImages are the spec's image archives for host, uploaded like the
+// bundle's (only when the host lacks that digest) to a folder named after
+// the digest, and imported by containerd's probe.
+func (in Input) userImages(host string) ([]Artifact, error) {
+	h, ok := in.Cluster.Host(host)
+	if !ok {
+		return nil, nil
+	}
+	var out []Artifact
+	for _, img := range in.Cluster.ImagesFor(h) {
+		sum, size, err := fileSHA256(img.Archive)
+		if err != nil {
+			return nil, fmt.Errorf("image %q: %w", img.Name, err)
+		}
+		out = append(out, Artifact{Component: "image", Version: sum[:16], Name: img.Name, Local: img.Archive, SHA256: sum, Size: size,
+			Dest: path.Join(PkgRoot, "images", img.Name, sum[:16], "image.tar"), Mode: 0o644})
+	}
+	return out, nil
+}
+
+func fileSHA256(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // containerd renders containerd with runc from the bundle: the CRI plugin

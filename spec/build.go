@@ -140,6 +140,7 @@ func build(specFiles []*hcl.File, varFiles []varFile, in VarInputs, baseDir stri
 	b.hosts(c, blocks["host"])
 	raws := b.components(c, blocks["component"])
 	b.addons(c, blocks["addon"])
+	b.images(c, blocks["image"])
 	b.artifacts(c, blocks["artifacts"])
 	b.crossChecks(c, raws)
 	return c, append(diags, b.diags...)

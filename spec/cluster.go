@@ -44,6 +44,7 @@ type Cluster struct {
 	hosts             []Host
 	components        []Component
 	addons            []Addon
+	images            []Image
 	artifacts         Artifacts
 	upgrade           UpgradePolicy
 	variables         []Variable

@@ -12,6 +12,7 @@ func rootSchema() *hcl.BodySchema {
 		{Type: "host", LabelNames: []string{"name"}},
 		{Type: "component", LabelNames: []string{"name"}},
 		{Type: "addon", LabelNames: []string{"name"}},
+		{Type: "image", LabelNames: []string{"name"}},
 		{Type: "artifacts"},
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},

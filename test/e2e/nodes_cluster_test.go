@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/lab"
 )
 
@@ -70,6 +74,64 @@ spec:
   selector: {app: echo}
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 `
+
+// userImage is the reference inside the test's own image archive.
+const userImage = "localhost/e2e-user:v1"
+
+// userImageHCL puts the test's image archive on the workers.
+const userImageHCL = `image "user" {
+  archive = "user-image.tar"
+  roles   = ["worker"]
+}
+`
+
+// userWorkload runs the user image with no pull at all.
+const userWorkload = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: user
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: user}
+  template:
+    metadata:
+      labels: {app: user}
+    spec:
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        nodeTaintsPolicy: Honor
+        labelSelector:
+          matchLabels: {app: user}
+      containers:
+      - name: user
+        image: localhost/e2e-user:v1
+        imagePullPolicy: Never
+`
+
+// writeUserImage writes the bundled echo image as a docker archive named
+// userImage.
+func writeUserImage(t *testing.T, out string) {
+	t.Helper()
+	c := &bundle.Cache{Root: cacheRoot()}
+	src, _, err := c.Lookup(bundle.EchoImage, "v1", bundle.HostPlatform(), "echo.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(userImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(out, ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // echoAnswer is what the test image answers.
 type echoAnswer struct {
@@ -261,6 +323,12 @@ func TestNodesCluster(t *testing.T) {
 	if err := os.WriteFile(labHCL, []byte(without), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A user's image archive for the workers: the echo image under another
+	// name, as an image built elsewhere would come.
+	writeUserImage(t, filepath.Join(l.Dir, "user-image.tar"))
+	if err := os.WriteFile(filepath.Join(l.Dir, "images.hcl"), []byte(userImageHCL), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	l.mustSpec("apply", "-auto-approve")
 	t.Logf("apply from nothing: %s", time.Since(start).Round(time.Second))
@@ -431,6 +499,33 @@ func TestNodesCluster(t *testing.T) {
 		if out, err := l.kubectl("top", "pods", "-n", "kube-system", "--no-headers"); err != nil || !strings.Contains(out, "coredns-") {
 			t.Errorf("kubectl top pods -n kube-system: %v\n%s", err, out)
 		}
+	})
+
+	t.Run("the user's image archive runs on both workers with no registry", func(t *testing.T) {
+		for name, n := range l.nodes(t) {
+			if has := slices.Contains(n.Images, userImage); has != (name != "cp-1") {
+				t.Errorf("node %s has %s: %v; want it on the workers only (roles = [\"worker\"])", name, userImage, has)
+			}
+		}
+		dep := filepath.Join(l.Dir, "user.yaml")
+		if err := os.WriteFile(dep, []byte(userWorkload), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l.mustKubectl("apply", "-f", dep)
+		eventually(t, 60*time.Second, "2 pods of the user image running, one on each worker", func() error {
+			per := map[string]int{}
+			for _, p := range l.pods(t, "default", "app=user") {
+				if !p.Ready {
+					return fmt.Errorf("pod %s on %q not ready", p.Name, p.Node)
+				}
+				per[p.Node]++
+			}
+			if per["worker-1"] != 1 || per["worker-2"] != 1 {
+				return fmt.Errorf("pods per node %v", per)
+			}
+			return nil
+		})
+		l.mustKubectl("delete", "-f", dep)
 	})
 
 	t.Run("NodePort on every node's address", func(t *testing.T) {
