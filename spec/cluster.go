@@ -302,8 +302,7 @@ func (c Component) clone() Component {
 
 // Artifacts says where component binaries come from.
 type Artifacts struct {
-	Dir    string // local folder of artifacts; "" means the bundle cache
-	Mirror string // base URL to fetch missing artifacts from; "" means none
+	Dir string // local folder of artifacts; "" means the bundle cache
 }
 
 // Variable is a declared input variable and its final value.

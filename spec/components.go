@@ -2,7 +2,6 @@ package spec
 
 import (
 	"errors"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,13 +182,10 @@ func (b *builder) artifacts(c *Cluster, blocks hcl.Blocks) {
 			c.artifacts.Dir = b.path(d.v, d.rng.Filename)
 		}
 	}
-	if m := b.str(content.Attributes, "mirror"); m.set {
-		u, err := url.Parse(m.v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
-			b.valueErr(m.field, "Invalid mirror URL", "mirror %s must be an http://, https:// or file:// URL.", m.show(m.v))
-		} else {
-			c.artifacts.Mirror = m.v
-		}
+	// mirror was accepted once and never fetched from: refuse it by name
+	// rather than let a spec believe it works.
+	if m, ok := content.Attributes["mirror"]; ok {
+		b.errorf(m.NameRange.Ptr(), "artifacts.mirror is not supported", "clusterctl does not fetch artifacts from a mirror. Fill the cache with `clusterctl bundle build` (or `bundle fetch` where upstream's release files are reachable), or copy a filled cache to this machine and name it with dir.")
 	}
 }
 

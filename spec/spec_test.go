@@ -175,7 +175,7 @@ host "n2" {
 
 func TestLoadResolvesPathsAgainstTheSpecFolder(t *testing.T) {
 	dir := t.TempDir()
-	spec := minimal + "\nssh {\n  identity_files = [\"id_ed25519\"]\n}\nartifacts {\n  dir = \"artifacts\"\n  mirror = \"https://mirror.example.com/k8s\"\n}\n"
+	spec := minimal + "\nssh {\n  identity_files = [\"id_ed25519\"]\n}\nartifacts {\n  dir = \"artifacts\"\n}\n"
 	if err := os.WriteFile(filepath.Join(dir, "cluster.hcl"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestLoadResolvesPathsAgainstTheSpecFolder(t *testing.T) {
 	if got := c.SSH().IdentityFiles; len(got) != 1 || got[0] != filepath.Join(dir, "id_ed25519") {
 		t.Errorf("identity files %v", got)
 	}
-	if a := c.Artifacts(); a.Dir != filepath.Join(dir, "artifacts") || a.Mirror != "https://mirror.example.com/k8s" {
+	if a := c.Artifacts(); a.Dir != filepath.Join(dir, "artifacts") {
 		t.Errorf("artifacts %+v", a)
 	}
 }
