@@ -697,4 +697,39 @@ func TestNodesCluster(t *testing.T) {
 			t.Errorf("plan after worker-3 left: exit %d, want No changes.\n%s", exitCode(err), out)
 		}
 	})
+
+	// Last, as it leaves a node dead: the loss of a node with a CoreDNS
+	// replica leaves names resolving from the other worker.
+	t.Run("a node with a CoreDNS replica dies; names still resolve", func(t *testing.T) {
+		victim := ""
+		for _, p := range l.pods(t, "kube-system", "k8s-app=kube-dns") {
+			if p.Node == "worker-1" || p.Node == "worker-2" {
+				victim = p.Node
+			}
+		}
+		if victim == "" {
+			t.Fatal("no CoreDNS replica on a worker")
+		}
+		survivor := map[string]string{"worker-1": "worker-2", "worker-2": "worker-1"}[victim]
+		var client string
+		for _, p := range l.echoPods(t) {
+			if p.Node == survivor {
+				client = p.Name
+			}
+		}
+		l.mustRun("lab", "kill", "--dir", l.Dir, victim)
+		// Until the node controller takes the dead replica out of the
+		// Service, a query may go to it and be retried by the resolver.
+		ok := 0
+		eventually(t, 120*time.Second, "10 lookups in a row from "+survivor, func() error {
+			for ; ok < 10; ok++ {
+				out, err := l.kubectl("exec", client, "--", "/echo", "lookup", "kubernetes.default.svc.cluster.local")
+				if err != nil || strings.TrimSpace(out) != "10.96.0.1" {
+					ok = 0
+					return fmt.Errorf("lookup from %s after %s died: %q %v", survivor, victim, out, err)
+				}
+			}
+			return nil
+		})
+	})
 }
