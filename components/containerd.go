@@ -26,6 +26,7 @@ type containerdConfig struct {
 	RestrictOOMScoreAdj bool
 	CNIBinDir           string
 	CNIConfDir          string
+	RegistriesDir       string
 }
 
 // bundledImages are the image archives every node imports: the pause
@@ -113,6 +114,7 @@ func containerd(in Input, h spec.Host) (Desired, error) {
 		return Desired{}, err
 	}
 	pauseVersion, _ := in.Cluster.Release().Version(bundle.PauseImage)
+	registriesDir, registryFiles := registryConfig(in.Cluster.Registries())
 	cfg := containerdConfig{
 		Host: h.Name, Root: ContainerdRoot, State: ContainerdState, Socket: ContainerdSocket,
 		SandboxImage:        bundle.PauseImageRepo + ":" + pauseVersion,
@@ -122,6 +124,7 @@ func containerd(in Input, h spec.Host) (Desired, error) {
 		RestrictOOMScoreAdj: !f.HasCap(provision.CapSysResource),
 		CNIBinDir:           CNIBinDir,
 		CNIConfDir:          CNIConfDir,
+		RegistriesDir:       registriesDir,
 	}
 	toml, err := templates.Render(templates.ContainerdConfig, cfg)
 	if err != nil {
@@ -155,7 +158,8 @@ func containerd(in Input, h spec.Host) (Desired, error) {
 		Component: bundle.Containerd, Host: h.Name, Address: advertiseAddress(h), Version: version,
 		Artifacts: append(append(arts, runc...), images...),
 		Config:    []File{{Path: "config.toml", Data: toml, Mode: 0o644}},
-		Dirs:      []Dir{{Path: ContainerdRoot, Mode: 0o711}},
+		Shared:    registryFiles,
+		Dirs:      []Dir{{Path: ContainerdRoot, Mode: 0o711}, {Path: registriesDir, Mode: 0o755}},
 		Unit:      unit,
 	}, nil
 }

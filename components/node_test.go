@@ -57,7 +57,12 @@ host "worker-2" {
 
 func loadSpec(t *testing.T, src string) *spec.Cluster {
 	t.Helper()
-	c, diags := spec.Parse(map[string][]byte{"cluster.hcl": []byte(src)}, spec.VarInputs{Env: []string{}})
+	return loadSpecEnv(t, src, []string{})
+}
+
+func loadSpecEnv(t *testing.T, src string, env []string) *spec.Cluster {
+	t.Helper()
+	c, diags := spec.Parse(map[string][]byte{"cluster.hcl": []byte(src)}, spec.VarInputs{Env: env})
 	if diags.HasErrors() {
 		t.Fatalf("spec: %v", diags)
 	}

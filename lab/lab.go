@@ -524,6 +524,12 @@ func (l *Lab) KnownHostsPath() string { return filepath.Join(l.state.Dir, knownH
 // SpecPath is lab.hcl.
 func (l *Lab) SpecPath() string { return filepath.Join(l.state.Dir, specFile) }
 
+// BridgeAddress is the workstation's address on the lab bridge: what the
+// hosts reach the workstation at (a registry a test serves, say).
+func (l *Lab) BridgeAddress() netip.Addr {
+	return netip.MustParsePrefix(l.state.BridgeAddress).Addr()
+}
+
 // Hosts lists the hosts in order.
 func (l *Lab) Hosts() []Host {
 	out := make([]Host, 0, len(l.state.Hosts))

@@ -141,6 +141,7 @@ func build(specFiles []*hcl.File, varFiles []varFile, in VarInputs, baseDir stri
 	raws := b.components(c, blocks["component"])
 	b.addons(c, blocks["addon"])
 	b.images(c, blocks["image"])
+	b.registries(c, blocks["registry"])
 	b.artifacts(c, blocks["artifacts"])
 	b.crossChecks(c, raws)
 	return c, append(diags, b.diags...)

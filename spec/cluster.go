@@ -45,6 +45,7 @@ type Cluster struct {
 	components        []Component
 	addons            []Addon
 	images            []Image
+	registries        []Registry
 	artifacts         Artifacts
 	upgrade           UpgradePolicy
 	variables         []Variable

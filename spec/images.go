@@ -1,7 +1,10 @@
 package spec
 
 import (
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2"
@@ -69,8 +72,10 @@ func (b *builder) images(c *Cluster, blocks hcl.Blocks) {
 		img := Image{Name: name, DeclRange: blk.DefRange}
 		if a := b.str(attrs, "archive"); a.set {
 			img.Archive = b.path(a.v, a.rng.Filename)
-			if st, err := os.Stat(img.Archive); err != nil {
-				b.valueErr(a.field, "Image archive not found", "archive %s: %v.", a.show(a.v), err)
+			if st, err := os.Stat(img.Archive); errors.Is(err, fs.ErrNotExist) {
+				b.valueErr(a.field, "Image archive not found", "archive %s: there is no such file next to %s.", a.show(a.v), filepath.Base(a.rng.Filename))
+			} else if err != nil {
+				b.valueErr(a.field, "Image archive not readable", "archive %s: %v.", a.show(a.v), err)
 			} else if !st.Mode().IsRegular() {
 				b.valueErr(a.field, "Image archive not a file", "archive %s is not a regular file.", a.show(a.v))
 			}

@@ -13,6 +13,7 @@ func rootSchema() *hcl.BodySchema {
 		{Type: "component", LabelNames: []string{"name"}},
 		{Type: "addon", LabelNames: []string{"name"}},
 		{Type: "image", LabelNames: []string{"name"}},
+		{Type: "registry", LabelNames: []string{"host"}},
 		{Type: "artifacts"},
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
