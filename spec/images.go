@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -73,7 +74,11 @@ func (b *builder) images(c *Cluster, blocks hcl.Blocks) {
 		if a := b.str(attrs, "archive"); a.set {
 			img.Archive = b.path(a.v, a.rng.Filename)
 			if st, err := os.Stat(img.Archive); errors.Is(err, fs.ErrNotExist) {
-				b.valueErr(a.field, "Image archive not found", "archive %s: there is no such file next to %s.", a.show(a.v), filepath.Base(a.rng.Filename))
+				where := "" // relative paths are the spec file's
+				if !filepath.IsAbs(a.v) && !strings.HasPrefix(a.v, "~") {
+					where = " next to " + filepath.Base(a.rng.Filename)
+				}
+				b.valueErr(a.field, "Image archive not found", "archive %s: there is no such file%s.", a.show(a.v), where)
 			} else if err != nil {
 				b.valueErr(a.field, "Image archive not readable", "archive %s: %v.", a.show(a.v), err)
 			} else if !st.Mode().IsRegular() {
