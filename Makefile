@@ -56,3 +56,11 @@ bench-upgrade:
 	$(GO) run ./bench/upgrade
 bench-upload:
 	$(GO) run ./bench/upload
+
+# conformance runs the upstream Kubernetes conformance suite (e2e.test at
+# the cluster's version, built from k8s.io/kubernetes in the bundle's build
+# workspace) against the lab cluster of `make cluster`, offline: about an
+# hour, root. Not part of check. See docs/conformance.md.
+.PHONY: conformance
+conformance: build
+	$(GO) run ./test/conformance -dir $(LAB)

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/clusterctl/clusterctl/bundle"
+)
+
+// image is one test image: made here (file set) or not available (why).
+type image struct {
+	ref  string // as the suite names it through repo-list.yaml
+	file string
+	why  string
+}
+
+// The base of the images made here: Debian's static busybox (sh and the
+// usual tools), dig and getent (the DNS tests' probes) with the shared
+// libraries they load, and the few files in /etc they read. Installed with
+// apt-get on this machine when missing.
+var basePackages = []string{"busybox-static", "bind9-dnsutils", "libc-bin"}
+
+// makeImages writes the archives of the suite's images that can be built
+// offline into dir and lists the others.
+func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, missing []image, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	if err := ensurePackages(ctx); err != nil {
+		return nil, nil, err
+	}
+	base, err := baseFiles()
+	if err != nil {
+		return nil, nil, err
+	}
+	cache := &bundle.Cache{Root: filepath.Join(cacheDir(), "artifacts")}
+	p := bundle.HostPlatform()
+	rel, err := bundle.ReleaseFor(k8sVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	etcdBin, _, err := cache.Lookup(bundle.Etcd, rel.Etcd, p, "etcd")
+	if err != nil {
+		return nil, nil, err
+	}
+	pauseTar, _, err := cache.Lookup(bundle.PauseImage, rel.Pause, p, "pause.tar")
+	if err != nil {
+		return nil, nil, err
+	}
+	write := func(ref string, files []layerFile, cfg v1.Config) error {
+		f := filepath.Join(dir, strings.NewReplacer("/", "-", ":", "-").Replace(strings.TrimPrefix(ref, "localhost/e2e/"))+".tar")
+		made = append(made, image{ref: ref, file: f})
+		return writeImage(f, ref, files, cfg)
+	}
+	agn, err := fileOf(agnhost, "/agnhost", 0o755)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/agnhost:2.66.1", append(base, agn), v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/busybox:1.37.0-2", base, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	etcd, err := fileOf(etcdBin, "/usr/local/bin/etcd", 0o755)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/etcd:3.7.0-0", append(base, etcd), v1.Config{Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	// The bundle's pause image under the suite's name.
+	pause := filepath.Join(dir, "pause-3.10.2.tar")
+	if err := retag(pauseTar, "localhost/e2e/pause:3.10.2", pause); err != nil {
+		return nil, nil, err
+	}
+	made = append(made, image{ref: "localhost/e2e/pause:3.10.2", file: pause})
+
+	for _, m := range []struct{ ref, why string }{
+		{"nginx:1.27.0-2, nginx:1.28.0-2", "nginx is not built from Go; no nginx image can be assembled offline here"},
+		{"agnhost:2.55", "the previous agnhost release is not in the k8s.io/kubernetes module at this version"},
+		{"sample-apiserver:1.29.2", "not assembled yet (k8s.io/sample-apiserver with an etcd sidecar)"},
+		{"nonroot, nonewprivs, kitten, nautilus, regression-issue-74839, resource-consumer, ipc-utils, perl, glibc-dns-testing, apparmor-loader, distroless-iptables", "not assembled here"},
+	} {
+		missing = append(missing, image{ref: m.ref, why: m.why})
+	}
+	return made, missing, nil
+}
+
+// imageBlocks is the spec file that puts the archives on every node.
+func imageBlocks(imgs []image) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by test/conformance: the suite's images, on every node.\n")
+	for _, img := range imgs {
+		label := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.TrimSuffix(filepath.Base(img.file), ".tar"), "-"), "-")
+		fmt.Fprintf(&b, "\nimage %q {\n  archive = %q\n}\n", "e2e-"+label, img.file)
+	}
+	return []byte(b.String())
+}
+
+func ensurePackages(ctx context.Context) error {
+	var need []string
+	for _, p := range basePackages {
+		if exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Status}", p).Run() != nil {
+			need = append(need, p)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	fmt.Printf("  apt-get install %s\n", strings.Join(need, " "))
+	if err := sh(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "update", "-qq"); err != nil {
+		return err
+	}
+	return sh(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "install", "-y", "-qq", strings.Join(need, " "))
+}
+
+// layerFile is one entry of an image layer.
+type layerFile struct {
+	path string // absolute, in the image
+	data []byte
+	mode os.FileMode
+	link string // a symlink's target
+	dir  bool
+}
+
+func fileOf(local, dst string, mode os.FileMode) (layerFile, error) {
+	b, err := os.ReadFile(local)
+	return layerFile{path: dst, data: b, mode: mode}, err
+}
+
+// baseFiles: busybox with a link per applet, dig and getent with their
+// libraries and the dynamic loader, and /etc basics.
+func baseFiles() ([]layerFile, error) {
+	var out []layerFile
+	for _, d := range []string{"/bin", "/usr/bin", "/usr/local/bin", "/lib", "/lib64", "/etc", "/root", "/var", "/var/run"} {
+		out = append(out, layerFile{path: d, dir: true, mode: 0o755})
+	}
+	out = append(out, layerFile{path: "/tmp", dir: true, mode: os.ModeSticky | 0o777})
+	bb, err := fileOf("/bin/busybox", "/bin/busybox", 0o755)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, bb)
+	list, err := exec.Command("/bin/busybox", "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("busybox --list-full: %w", err)
+	}
+	have := map[string]bool{"/bin/busybox": true}
+	sc := bufio.NewScanner(bytes.NewReader(list))
+	for sc.Scan() {
+		p := "/" + strings.TrimSpace(sc.Text())
+		if p == "/" || have[p] {
+			continue
+		}
+		have[p] = true
+		out = append(out, layerFile{path: p, link: "/bin/busybox"})
+	}
+	libs := map[string]bool{}
+	for _, bin := range []string{"/usr/bin/dig", "/usr/bin/getent"} {
+		f, err := fileOf(bin, bin, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+		ldd, err := exec.Command("ldd", bin).Output()
+		if err != nil {
+			return nil, fmt.Errorf("ldd %s: %w", bin, err)
+		}
+		for _, line := range strings.Split(string(ldd), "\n") {
+			fields := strings.Fields(line)
+			for _, f := range fields {
+				if strings.HasPrefix(f, "/") {
+					libs[f] = true
+				}
+			}
+		}
+	}
+	var dirs = map[string]bool{}
+	for _, l := range sortedKeys(libs) {
+		d := path.Dir(l)
+		if !dirs[d] && d != "/lib" && d != "/lib64" {
+			dirs[d] = true
+			out = append(out, layerFile{path: d, dir: true, mode: 0o755})
+		}
+		real, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return nil, err
+		}
+		f, err := fileOf(real, l, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	etc := map[string]string{
+		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+		"/etc/passwd":        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"/etc/group":         "root:x:0:\nnogroup:x:65534:\n",
+	}
+	for _, p := range sortedKeys(etc) {
+		out = append(out, layerFile{path: p, data: []byte(etc[p]), mode: 0o644})
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// writeImage writes a one-layer docker archive named ref.
+func writeImage(out, ref string, files []layerFile, cfg v1.Config) error {
+	tag, err := name.NewTag(ref, name.WeakValidation)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	epoch := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range files {
+		h := &tar.Header{Name: strings.TrimPrefix(f.path, "/"), ModTime: epoch, Format: tar.FormatPAX, Mode: int64(f.mode.Perm())}
+		switch {
+		case f.dir:
+			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+			if f.mode&os.ModeSticky != 0 {
+				h.Mode |= 0o1000
+			}
+		case f.link != "":
+			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.link, 0o777
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(f.data); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, tarball.WithMediaType(types.DockerLayer))
+	if err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cf = cf.DeepCopy()
+	p := bundle.HostPlatform()
+	cf.OS, cf.Architecture, cf.Config, cf.Created = p.OS, p.Arch, cfg, v1.Time{Time: epoch}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(out, tag, img)
+}
+
+// retag writes the image of an archive under another name.
+func retag(src, ref, out string) error {
+	img, err := tarball.ImageFromPath(src, nil)
+	if err != nil {
+		return err
+	}
+	tag, err := name.NewTag(ref, name.WeakValidation)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(out, tag, img)
+}
