@@ -151,14 +151,29 @@ func TestUpgradeAndRollback(t *testing.T) {
 				want = "3.7.3"
 			case strings.HasSuffix(key, "/coredns"):
 				want = "1.14.6" // kubeadm's pin for 1.37, from 1.36's 1.14.2
+			case strings.HasSuffix(key, "/metrics-server"):
+				want = "0.8.0" // the same for both releases: not changed
 			}
 			if strings.HasSuffix(key, "/containerd") || strings.HasSuffix(key, "/cni") {
 				continue
 			}
-			if s.Version != want || !s.Healthy {
-				t.Errorf("%s: version %s healthy %v, want %s healthy", key, s.Version, s.Healthy, want)
+			if s.Version != want {
+				t.Errorf("%s: version %s, want %s", key, s.Version, want)
 			}
 		}
+		// Every gated component passed its gate; an add-on the upgrade did
+		// not change (metrics-server) may still be catching up with the
+		// restarted API server and kubelets.
+		healthy := time.Now()
+		eventually(t, 90*time.Second, "every component healthy", func() error {
+			for key, s := range l.status(t) {
+				if !s.Healthy {
+					return fmt.Errorf("%s not healthy", key)
+				}
+			}
+			return nil
+		})
+		t.Logf("every component healthy %s after the upgrade", time.Since(healthy).Round(time.Second))
 		if out, err := l.spec("plan", "-detailed-exitcode"); exitCode(err) != 0 {
 			t.Errorf("plan after the upgrade: exit %d\n%s", exitCode(err), out)
 		}
