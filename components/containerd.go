@@ -1,11 +1,7 @@
 package components
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"time"
 
@@ -63,7 +59,7 @@ func (in Input) userImages(host string) ([]Artifact, error) {
 	}
 	var out []Artifact
 	for _, img := range in.Cluster.ImagesFor(h) {
-		sum, size, err := fileSHA256(img.Archive)
+		sum, size, err := bundle.HashFile(img.Archive)
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", img.Name, err)
 		}
@@ -71,20 +67,6 @@ func (in Input) userImages(host string) ([]Artifact, error) {
 			Dest: path.Join(PkgRoot, "images", img.Name, sum[:16], "image.tar"), Mode: 0o644})
 	}
 	return out, nil
-}
-
-func fileSHA256(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // containerd renders containerd with runc from the bundle: the CRI plugin

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/clusterctl/clusterctl/bundle"
@@ -115,6 +116,19 @@ spec:
 // userImage.
 func writeUserImage(t *testing.T, out string) {
 	t.Helper()
+	img := echoImage(t)
+	ref, err := name.NewTag(userImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(out, ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoImage is the bundled echo image, read from its archive.
+func echoImage(t *testing.T) v1.Image {
+	t.Helper()
 	c := &bundle.Cache{Root: cacheRoot()}
 	src, _, err := c.Lookup(bundle.EchoImage, "v1", bundle.HostPlatform(), "echo.tar")
 	if err != nil {
@@ -124,13 +138,7 @@ func writeUserImage(t *testing.T, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.NewTag(userImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tarball.WriteToFile(out, ref, img); err != nil {
-		t.Fatal(err)
-	}
+	return img
 }
 
 // echoAnswer is what the test image answers.

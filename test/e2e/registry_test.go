@@ -26,9 +26,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/lab"
 )
 
@@ -105,15 +103,7 @@ func TestRegistryMirror(t *testing.T) {
 	addr := ln.Addr().String()
 
 	// The echo image, pushed to the mirror under the path pods name.
-	c := &bundle.Cache{Root: cacheRoot()}
-	src, _, err := c.Lookup(bundle.EchoImage, "v1", bundle.HostPlatform(), "echo.tar")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := tarball.ImageFromPath(src, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := echoImage(t)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
