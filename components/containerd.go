@@ -1,6 +1,7 @@
 package components
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"time"
@@ -113,8 +114,21 @@ func containerd(in Input, h spec.Host) (Desired, error) {
 		return Desired{}, fmt.Errorf("containerd on %s: %w", h.Name, err)
 	}
 	probe := []string{AgentBinary, "agent", "containerd-images", "--socket=" + ContainerdSocket}
+	// images.json lists what the probe imports, so that a plan shows which
+	// archive came, went or changed (images.json:app.sha256 = ...), and the
+	// host says what clusterctl put in its containerd.
+	list := map[string]map[string]string{}
 	for _, img := range images {
 		probe = append(probe, "--archive="+img.Dest+"="+img.SHA256)
+		key := img.Component
+		if img.Component == "image" {
+			key = "image " + img.Name
+		}
+		list[key] = map[string]string{"file": img.Dest, "sha256": img.SHA256}
+	}
+	imagesJSON, err := json.MarshalIndent(map[string]any{"archives": list}, "", "  ")
+	if err != nil {
+		return Desired{}, err
 	}
 	unit := agent.Unit{
 		Name: bundle.Containerd, Version: version,
@@ -139,7 +153,7 @@ func containerd(in Input, h spec.Host) (Desired, error) {
 	return Desired{
 		Component: bundle.Containerd, Host: h.Name, Address: advertiseAddress(h), Version: version,
 		Artifacts: append(append(arts, runc...), images...),
-		Config:    []File{{Path: "config.toml", Data: toml, Mode: 0o644}},
+		Config:    []File{{Path: "config.toml", Data: toml, Mode: 0o644}, {Path: "images.json", Data: append(imagesJSON, '\n'), Mode: 0o644}},
 		Shared:    registryFiles,
 		Dirs:      []Dir{{Path: ContainerdRoot, Mode: 0o711}, {Path: registriesDir, Mode: 0o755}},
 		Unit:      unit,

@@ -34,10 +34,23 @@ type image struct {
 }
 
 // The base of the images made here: Debian's static busybox (sh and the
-// usual tools), dig and getent (the DNS tests' probes) with the shared
+// usual tools) and the tools upstream's agnhost image carries that the
+// tests run in it — dig and getent (the DNS probes), curl, netcat-openbsd's
+// nc (the Service checks pass it -v -t), ip and bash — with the shared
 // libraries they load, and the few files in /etc they read. Installed with
 // apt-get on this machine when missing.
-var basePackages = []string{"busybox-static", "bind9-dnsutils", "libc-bin"}
+var basePackages = []string{"busybox-static", "bind9-dnsutils", "libc-bin", "curl", "netcat-openbsd", "iproute2", "bash"}
+
+// baseTools are the dynamically linked tools of the base: path on this
+// machine and in the image. A tool replaces busybox's applet of its name.
+var baseTools = [][2]string{
+	{"/usr/bin/dig", "/usr/bin/dig"},
+	{"/usr/bin/getent", "/usr/bin/getent"},
+	{"/usr/bin/curl", "/usr/bin/curl"},
+	{"/usr/bin/nc.openbsd", "/usr/bin/nc"},
+	{"/usr/bin/ip", "/usr/bin/ip"},
+	{"/usr/bin/bash", "/bin/bash"},
+}
 
 // makeImages writes the archives of the suite's images that can be built
 // offline into dir and lists the others.
@@ -152,7 +165,7 @@ func fileOf(local, dst string, mode os.FileMode) (layerFile, error) {
 // libraries and the dynamic loader, and /etc basics.
 func baseFiles() ([]layerFile, error) {
 	var out []layerFile
-	for _, d := range []string{"/bin", "/usr/bin", "/usr/local/bin", "/lib", "/lib64", "/etc", "/root", "/var", "/var/run"} {
+	for _, d := range []string{"/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/local", "/usr/local/bin", "/lib", "/lib64", "/etc", "/root", "/var", "/var/run"} {
 		out = append(out, layerFile{path: d, dir: true, mode: 0o755})
 	}
 	out = append(out, layerFile{path: "/tmp", dir: true, mode: os.ModeSticky | 0o777})
@@ -166,6 +179,11 @@ func baseFiles() ([]layerFile, error) {
 		return nil, fmt.Errorf("busybox --list-full: %w", err)
 	}
 	have := map[string]bool{"/bin/busybox": true}
+	for _, t := range baseTools {
+		have[t[1]] = true
+		// busybox lists applets under both /bin and /usr/bin.
+		have["/bin/"+path.Base(t[1])], have["/usr/bin/"+path.Base(t[1])], have["/sbin/"+path.Base(t[1])] = true, true, true
+	}
 	sc := bufio.NewScanner(bytes.NewReader(list))
 	for sc.Scan() {
 		p := "/" + strings.TrimSpace(sc.Text())
@@ -176,19 +194,22 @@ func baseFiles() ([]layerFile, error) {
 		out = append(out, layerFile{path: p, link: "/bin/busybox"})
 	}
 	libs := map[string]bool{}
-	for _, bin := range []string{"/usr/bin/dig", "/usr/bin/getent"} {
-		f, err := fileOf(bin, bin, 0o755)
+	for _, t := range baseTools {
+		real, err := filepath.EvalSymlinks(t[0])
+		if err != nil {
+			return nil, err
+		}
+		f, err := fileOf(real, t[1], 0o755)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, f)
-		ldd, err := exec.Command("ldd", bin).Output()
+		ldd, err := exec.Command("ldd", real).Output()
 		if err != nil {
-			return nil, fmt.Errorf("ldd %s: %w", bin, err)
+			return nil, fmt.Errorf("ldd %s: %w", real, err)
 		}
 		for _, line := range strings.Split(string(ldd), "\n") {
-			fields := strings.Fields(line)
-			for _, f := range fields {
+			for _, f := range strings.Fields(line) {
 				if strings.HasPrefix(f, "/") {
 					libs[f] = true
 				}

@@ -120,7 +120,8 @@ func run(ctx context.Context, o options) error {
 
 	report := filepath.Join(dir, "conformance-report", time.Now().UTC().Format("20060102T150405"))
 	env := []string{"KUBE_TEST_REPO_LIST=" + repoList}
-	e2eFlags := []string{"--kubeconfig=" + kubeconfig, "--provider=skeleton", "--report-dir=" + report}
+	kubectl := filepath.Join(cacheDir(), "artifacts", "kubectl", o.version, "linux-amd64", "kubectl")
+	e2eFlags := []string{"--kubeconfig=" + kubeconfig, "--provider=skeleton", "--report-dir=" + report, "--kubectl-path=" + kubectl}
 	parts := []struct {
 		name, focus, skip string
 		procs             int
