@@ -49,6 +49,7 @@ var baseTools = [][2]string{
 	{"/usr/bin/curl", "/usr/bin/curl"},
 	{"/usr/bin/nc.openbsd", "/usr/bin/nc"},
 	{"/usr/bin/ip", "/usr/bin/ip"},
+	{"/usr/bin/ss", "/usr/bin/ss"},
 	{"/usr/bin/bash", "/bin/bash"},
 }
 
@@ -84,14 +85,19 @@ func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, mis
 		made = append(made, image{ref: ref, file: f})
 		return writeImage(f, ref, files, cfg)
 	}
-	agn, err := fileOf(agnhost, "/agnhost", 0o755)
+	agn, err := agnhostFiles(agnhost, k8sVersion)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := write("localhost/e2e/agnhost:2.66.1", append(base, agn), v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+	if err := write("localhost/e2e/agnhost:2.66.1", append(base, agn...), v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
 		return nil, nil, err
 	}
 	if err := write("localhost/e2e/busybox:1.37.0-2", base, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	// Debian bookworm's dig, as upstream's (bookworm-slim and dnsutils):
+	// the DNS tests' glibc querier.
+	if err := write("localhost/e2e/glibc-dns-testing:2.1.1", base, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
 		return nil, nil, err
 	}
 	etcd, err := fileOf(etcdBin, "/usr/local/bin/etcd", 0o755)
@@ -112,11 +118,35 @@ func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, mis
 		{"nginx:1.27.0-2, nginx:1.28.0-2", "nginx is not built from Go; no nginx image can be assembled offline here"},
 		{"agnhost:2.55", "the previous agnhost release is not in the k8s.io/kubernetes module at this version"},
 		{"sample-apiserver:1.29.2", "not assembled yet (k8s.io/sample-apiserver with an etcd sidecar)"},
-		{"nonroot, nonewprivs, kitten, nautilus, regression-issue-74839, resource-consumer, ipc-utils, perl, glibc-dns-testing, apparmor-loader, distroless-iptables", "not assembled here"},
+		{"nonroot, nonewprivs, kitten, nautilus, regression-issue-74839, resource-consumer, ipc-utils, perl, apparmor-loader, distroless-iptables", "not assembled here"},
 	} {
 		missing = append(missing, image{ref: m.ref, why: m.why})
 	}
 	return made, missing, nil
+}
+
+// agnhostFiles are what upstream's agnhost Dockerfile adds to its base:
+// the binary (and agnhost-2, for the entrypoint tests), porter's TLS pair,
+// netexec's /uploads. Its users are in the base's /etc/passwd.
+func agnhostFiles(bin, k8sVersion string) ([]layerFile, error) {
+	agn, err := fileOf(bin, "/agnhost", 0o755)
+	if err != nil {
+		return nil, err
+	}
+	out := []layerFile{agn, {path: "/agnhost-2", link: "agnhost"}, {path: "/uploads", dir: true, mode: 0o755}}
+	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOMODCACHE: %w", err)
+	}
+	mod := filepath.Join(strings.TrimSpace(string(cache)), "k8s.io", "kubernetes@v"+k8sVersion)
+	for _, f := range []string{"localhost.crt", "localhost.key"} {
+		lf, err := fileOf(filepath.Join(mod, "test", "images", "agnhost", "porter", f), "/"+f, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lf)
+	}
+	return out, nil
 }
 
 // imageBlocks is the spec file that puts the archives on every node.
@@ -179,6 +209,10 @@ func baseFiles() ([]layerFile, error) {
 		return nil, fmt.Errorf("busybox --list-full: %w", err)
 	}
 	have := map[string]bool{"/bin/busybox": true}
+	// /bin/sh is bash: Debian's static busybox runs its own applets before
+	// PATH (its nc has no -v), and the tests' shell lines want the tools.
+	out = append(out, layerFile{path: "/bin/sh", link: "/bin/bash"})
+	have["/bin/sh"] = true
 	for _, t := range baseTools {
 		have[t[1]] = true
 		// busybox lists applets under both /bin and /usr/bin.
@@ -235,8 +269,11 @@ func baseFiles() ([]layerFile, error) {
 	}
 	etc := map[string]string{
 		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
-		"/etc/passwd":        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-		"/etc/group":         "root:x:0:\nnogroup:x:65534:\n",
+		// user-defined-in-image and group-defined-in-image: agnhost's, for
+		// the SupplementalGroups tests.
+		"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" +
+			"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
+		"/etc/group": "root:x:0:\nnogroup:x:65534:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n",
 	}
 	for _, p := range sortedKeys(etc) {
 		out = append(out, layerFile{path: p, data: []byte(etc[p]), mode: 0o644})
