@@ -55,7 +55,8 @@ var baseTools = [][2]string{
 
 // makeImages writes the archives of the suite's images that can be built
 // offline into dir and lists the others.
-func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, missing []image, err error) {
+func makeImages(ctx context.Context, dir, tools, k8sVersion string) (made, missing []image, err error) {
+	agnhost := filepath.Join(tools, "agnhost")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
@@ -107,6 +108,16 @@ func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, mis
 	if err := write("localhost/e2e/etcd:3.7.0-0", append(base, etcd), v1.Config{Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
 		return nil, nil, err
 	}
+	// The aggregation test's API server, built from k8s.io/sample-apiserver
+	// at this release (the suite's tag names an older build of the same
+	// program); its etcd sidecar is the etcd image above.
+	sample, err := fileOf(filepath.Join(tools, "sample-apiserver"), "/sample-apiserver", 0o755)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/sample-apiserver:1.29.2", append(base, sample), v1.Config{Entrypoint: []string{"/sample-apiserver"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
 	// The bundle's pause image under the suite's name.
 	pause := filepath.Join(dir, "pause-3.10.2.tar")
 	if err := retag(pauseTar, "localhost/e2e/pause:3.10.2", pause); err != nil {
@@ -117,7 +128,6 @@ func makeImages(ctx context.Context, dir, agnhost, k8sVersion string) (made, mis
 	for _, m := range []struct{ ref, why string }{
 		{"nginx:1.27.0-2, nginx:1.28.0-2", "nginx is not built from Go; no nginx image can be assembled offline here"},
 		{"agnhost:2.55", "the previous agnhost release is not in the k8s.io/kubernetes module at this version"},
-		{"sample-apiserver:1.29.2", "not assembled yet (k8s.io/sample-apiserver with an etcd sidecar)"},
 		{"nonroot, nonewprivs, kitten, nautilus, regression-issue-74839, resource-consumer, ipc-utils, perl, apparmor-loader, distroless-iptables", "not assembled here"},
 	} {
 		missing = append(missing, image{ref: m.ref, why: m.why})

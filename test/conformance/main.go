@@ -92,7 +92,7 @@ func run(ctx context.Context, o options) error {
 
 	step("test images")
 	imgDir := filepath.Join(dir, "conformance-images")
-	made, missing, err := makeImages(ctx, imgDir, filepath.Join(out, "agnhost"), o.version)
+	made, missing, err := makeImages(ctx, imgDir, out, o.version)
 	if err != nil {
 		return err
 	}
@@ -186,11 +186,14 @@ func sh(ctx context.Context, dir string, env []string, name string, args ...stri
 }
 
 // buildTools builds what the run needs in the Kubernetes workspace, each
-// once (delete the folder to rebuild).
+// once (delete the folder to rebuild): the suite, its runner, and the
+// programs of the test images that are Go (agnhost; sample-apiserver, from
+// the staging module at the same release).
 func buildTools(ctx context.Context, ws, out string) error {
 	env := []string{"GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0"}
 	for _, b := range []struct{ file, pkg string }{
 		{"agnhost", "k8s.io/kubernetes/test/images/agnhost"},
+		{"sample-apiserver", "k8s.io/sample-apiserver"},
 		{"ginkgo", "github.com/onsi/ginkgo/v2/ginkgo"},
 		{"e2e.test", "k8s.io/kubernetes/test/e2e"},
 	} {
