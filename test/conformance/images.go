@@ -149,7 +149,11 @@ func agnhostFiles(bin, k8sVersion string) ([]layerFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []layerFile{agn, {path: "/agnhost-2", link: "agnhost"}, {path: "/uploads", dir: true, mode: 0o755}}
+	// Its /bin/sh is bash: Debian's static busybox shell runs its own
+	// applets before PATH (its nc has no -v), and the tests' shell lines in
+	// agnhost want the real tools. The busybox image keeps busybox's sh,
+	// whose messages the tests of that image expect.
+	out := []layerFile{agn, {path: "/agnhost-2", link: "agnhost"}, {path: "/uploads", dir: true, mode: 0o755}, {path: "/bin/sh", link: "/bin/bash"}}
 	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMODCACHE: %w", err)
@@ -225,10 +229,6 @@ func baseFiles() ([]layerFile, error) {
 		return nil, fmt.Errorf("busybox --list-full: %w", err)
 	}
 	have := map[string]bool{"/bin/busybox": true}
-	// /bin/sh is bash: Debian's static busybox runs its own applets before
-	// PATH (its nc has no -v), and the tests' shell lines want the tools.
-	out = append(out, layerFile{path: "/bin/sh", link: "/bin/bash"})
-	have["/bin/sh"] = true
 	for _, t := range baseTools {
 		have[t[1]] = true
 		// busybox lists applets under both /bin and /usr/bin.
@@ -242,6 +242,11 @@ func baseFiles() ([]layerFile, error) {
 		}
 		have[p] = true
 		out = append(out, layerFile{path: p, link: "/bin/busybox"})
+		// Upstream's busybox image has every applet in /bin (/bin/sysctl).
+		if b := "/bin/" + path.Base(p); !have[b] {
+			have[b] = true
+			out = append(out, layerFile{path: b, link: "/bin/busybox"})
+		}
 	}
 	libs := map[string]bool{}
 	for _, t := range baseTools {
@@ -312,10 +317,18 @@ func writeImage(out, ref string, files []layerFile, cfg v1.Config) error {
 	if err != nil {
 		return err
 	}
+	// A later entry for a path replaces an earlier one (agnhost's /bin/sh).
+	last := map[string]int{}
+	for i, f := range files {
+		last[f.path] = i
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	epoch := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, f := range files {
+	for i, f := range files {
+		if last[f.path] != i {
+			continue
+		}
 		h := &tar.Header{Name: strings.TrimPrefix(f.path, "/"), ModTime: epoch, Format: tar.FormatPAX, Mode: int64(f.mode.Perm())}
 		switch {
 		case f.dir:
