@@ -39,7 +39,7 @@ type image struct {
 // nc (the Service checks pass it -v -t), ip and bash — with the shared
 // libraries they load, and the few files in /etc they read. Installed with
 // apt-get on this machine when missing.
-var basePackages = []string{"busybox-static", "bind9-dnsutils", "libc-bin", "curl", "netcat-openbsd", "iproute2", "bash"}
+var basePackages = []string{"busybox-static", "bind9-dnsutils", "libc-bin", "curl", "netcat-openbsd", "iproute2", "bash", "libpcre2-8-0", "libssl3", "zlib1g"}
 
 // baseTools are the dynamically linked tools of the base: path on this
 // machine and in the image. A tool replaces busybox's applet of its name.
@@ -132,9 +132,54 @@ func makeImages(ctx context.Context, dir, tools, k8sVersion string) (made, missi
 	}
 	made = append(made, image{ref: "localhost/e2e/pause:3.10.2", file: pause})
 
+	// kitten and nautilus (kubectl's Update Demo): agnhost's test-webserver
+	// serving the picture and data.json of the same folder upstream builds
+	// them from, at /.
+	for _, pic := range []string{"kitten", "nautilus"} {
+		html, err := moduleDir(k8sVersion, "test", "images", pic, "html")
+		if err != nil {
+			return nil, nil, err
+		}
+		files := append(append([]layerFile{}, base...), agn...)
+		for _, f := range []string{pic + ".jpg", "data.json"} {
+			lf, err := fileOf(filepath.Join(html, f), "/"+f, 0o644)
+			if err != nil {
+				return nil, nil, err
+			}
+			files = append(files, lf)
+		}
+		if err := write("localhost/e2e/"+pic+":1.8", files, v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"test-webserver"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+			return nil, nil, err
+		}
+	}
+	// nonewprivs: upstream's nnp program, set-uid root, which prints its
+	// effective uid (the AllowPrivilegeEscalation tests).
+	nnp, err := fileOf(filepath.Join(tools, "nnp"), "/usr/local/bin/nnp", os.ModeSetuid|0o755)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/nonewprivs:1.4", append(base, nnp), v1.Config{Cmd: []string{"nnp"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	// nonroot: the base with user 1234, as upstream's.
+	if err := write("localhost/e2e/nonroot:1.5", base, v1.Config{User: "1234", Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+		return nil, nil, err
+	}
+	// nginx: Debian's nginx (its package unpacked, never installed here, so
+	// no nginx runs on this machine) serving a page on port 80 in the
+	// foreground, like the upstream image. Two tags, as the suite names two.
+	ngx, err := nginxFiles(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ref := range []string{"localhost/e2e/nginx:1.27.0-2", "localhost/e2e/nginx:1.28.0-2"} {
+		if err := write(ref, append(append([]layerFile{}, base...), ngx...), v1.Config{Cmd: []string{"nginx", "-g", "daemon off;"}, Env: []string{"PATH=/usr/local/sbin:/usr/sbin:/usr/local/bin:/usr/bin:/bin"}, ExposedPorts: map[string]struct{}{"80/tcp": {}}}); err != nil {
+			return nil, nil, err
+		}
+	}
+
 	for _, m := range []struct{ ref, why string }{
-		{"nginx:1.27.0-2, nginx:1.28.0-2", "nginx is not built from Go; no nginx image can be assembled offline here"},
-		{"nonroot, nonewprivs, kitten, nautilus, regression-issue-74839, resource-consumer, ipc-utils, perl, apparmor-loader, distroless-iptables", "not assembled here"},
+		{"regression-issue-74839, resource-consumer, ipc-utils, perl, apparmor-loader, distroless-iptables, volume/*", "not assembled here (no [Conformance] test uses them)"},
 	} {
 		missing = append(missing, image{ref: m.ref, why: m.why})
 	}
@@ -154,17 +199,107 @@ func agnhostFiles(bin, k8sVersion string) ([]layerFile, error) {
 	// agnhost want the real tools. The busybox image keeps busybox's sh,
 	// whose messages the tests of that image expect.
 	out := []layerFile{agn, {path: "/agnhost-2", link: "agnhost"}, {path: "/uploads", dir: true, mode: 0o755}, {path: "/bin/sh", link: "/bin/bash"}}
-	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	porter, err := moduleDir(k8sVersion, "test", "images", "agnhost", "porter")
 	if err != nil {
-		return nil, fmt.Errorf("go env GOMODCACHE: %w", err)
+		return nil, err
 	}
-	mod := filepath.Join(strings.TrimSpace(string(cache)), "k8s.io", "kubernetes@v"+k8sVersion)
 	for _, f := range []string{"localhost.crt", "localhost.key"} {
-		lf, err := fileOf(filepath.Join(mod, "test", "images", "agnhost", "porter", f), "/"+f, 0o644)
+		lf, err := fileOf(filepath.Join(porter, f), "/"+f, 0o644)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, lf)
+	}
+	return out, nil
+}
+
+// moduleDir is a folder of k8s.io/kubernetes at the release in the Go
+// module cache (the bundle's build downloaded it).
+func moduleDir(k8sVersion string, elem ...string) (string, error) {
+	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMODCACHE: %w", err)
+	}
+	return filepath.Join(append([]string{strings.TrimSpace(string(cache)), "k8s.io", "kubernetes@v" + k8sVersion}, elem...)...), nil
+}
+
+// nginxFiles are Debian's nginx binary with the libraries it loads, a
+// configuration that serves /usr/share/nginx/html on port 80 and logs to
+// the container's output, and the folders it writes.
+func nginxFiles(ctx context.Context, work string) ([]layerFile, error) {
+	deb := filepath.Join(work, "nginx-deb")
+	bin := filepath.Join(deb, "usr", "sbin", "nginx")
+	if _, err := os.Stat(bin); err != nil {
+		if err := os.MkdirAll(deb, 0o755); err != nil {
+			return nil, err
+		}
+		if err := sh(ctx, deb, nil, "apt-get", "download", "-qq", "nginx"); err != nil {
+			return nil, err
+		}
+		debs, _ := filepath.Glob(filepath.Join(deb, "nginx_*.deb"))
+		if len(debs) != 1 {
+			return nil, fmt.Errorf("apt-get download nginx: want one nginx_*.deb in %s, found %d", deb, len(debs))
+		}
+		if err := sh(ctx, "", nil, "dpkg-deb", "-x", debs[0], deb); err != nil {
+			return nil, err
+		}
+	}
+	ngx, err := fileOf(bin, "/usr/sbin/nginx", 0o755)
+	if err != nil {
+		return nil, err
+	}
+	libs, err := libraries(bin)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]layerFile{ngx}, libs...)
+	for _, d := range []string{"/etc/nginx", "/usr/share/nginx", "/usr/share/nginx/html", "/var/log/nginx", "/var/lib/nginx", "/var/lib/nginx/body", "/run"} {
+		out = append(out, layerFile{path: d, dir: true, mode: 0o755})
+	}
+	conf := "user nobody nogroup;\nworker_processes 1;\npid /run/nginx.pid;\nerror_log /dev/stderr;\n" +
+		"events { worker_connections 256; }\n" +
+		"http {\n  access_log /dev/stdout;\n  default_type text/html;\n" +
+		"  server {\n    listen 80;\n    root /usr/share/nginx/html;\n    index index.html;\n  }\n}\n"
+	page := "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1></body></html>\n"
+	return append(out,
+		layerFile{path: "/etc/nginx/nginx.conf", data: []byte(conf), mode: 0o644},
+		layerFile{path: "/usr/share/nginx/html/index.html", data: []byte(page), mode: 0o644}), nil
+}
+
+// libraries are the shared libraries (and the dynamic loader) a program
+// loads, at their paths, as ldd names them.
+func libraries(bins ...string) ([]layerFile, error) {
+	libs := map[string]bool{}
+	for _, b := range bins {
+		ldd, err := exec.Command("ldd", b).Output()
+		if err != nil {
+			return nil, fmt.Errorf("ldd %s: %w", b, err)
+		}
+		for _, line := range strings.Split(string(ldd), "\n") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "/") {
+					libs[f] = true
+				}
+			}
+		}
+	}
+	var out []layerFile
+	dirs := map[string]bool{}
+	for _, l := range sortedKeys(libs) {
+		d := path.Dir(l)
+		if !dirs[d] && d != "/lib" && d != "/lib64" {
+			dirs[d] = true
+			out = append(out, layerFile{path: d, dir: true, mode: 0o755})
+		}
+		real, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return nil, err
+		}
+		f, err := fileOf(real, l, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
 	}
 	return out, nil
 }
@@ -248,7 +383,7 @@ func baseFiles() ([]layerFile, error) {
 			out = append(out, layerFile{path: b, link: "/bin/busybox"})
 		}
 	}
-	libs := map[string]bool{}
+	var reals []string
 	for _, t := range baseTools {
 		real, err := filepath.EvalSymlinks(t[0])
 		if err != nil {
@@ -259,35 +394,13 @@ func baseFiles() ([]layerFile, error) {
 			return nil, err
 		}
 		out = append(out, f)
-		ldd, err := exec.Command("ldd", real).Output()
-		if err != nil {
-			return nil, fmt.Errorf("ldd %s: %w", real, err)
-		}
-		for _, line := range strings.Split(string(ldd), "\n") {
-			for _, f := range strings.Fields(line) {
-				if strings.HasPrefix(f, "/") {
-					libs[f] = true
-				}
-			}
-		}
+		reals = append(reals, real)
 	}
-	var dirs = map[string]bool{}
-	for _, l := range sortedKeys(libs) {
-		d := path.Dir(l)
-		if !dirs[d] && d != "/lib" && d != "/lib64" {
-			dirs[d] = true
-			out = append(out, layerFile{path: d, dir: true, mode: 0o755})
-		}
-		real, err := filepath.EvalSymlinks(l)
-		if err != nil {
-			return nil, err
-		}
-		f, err := fileOf(real, l, 0o755)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
+	libs, err := libraries(reals...)
+	if err != nil {
+		return nil, err
 	}
+	out = append(out, libs...)
 	etc := map[string]string{
 		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
 		// user-defined-in-image and group-defined-in-image: agnhost's, for
@@ -336,6 +449,8 @@ func writeImage(out, ref string, files []layerFile, cfg v1.Config) error {
 			if f.mode&os.ModeSticky != 0 {
 				h.Mode |= 0o1000
 			}
+		case f.mode&os.ModeSetuid != 0:
+			h.Typeflag, h.Size, h.Mode = tar.TypeReg, int64(len(f.data)), h.Mode|0o4000
 		case f.link != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.link, 0o777
 		default:

@@ -194,6 +194,7 @@ func buildTools(ctx context.Context, ws, out string) error {
 	for _, b := range []struct{ file, pkg string }{
 		{"agnhost", "k8s.io/kubernetes/test/images/agnhost"},
 		{"sample-apiserver", "k8s.io/sample-apiserver"},
+		{"nnp", "k8s.io/kubernetes/test/images/nonewprivs"},
 		{"ginkgo", "github.com/onsi/ginkgo/v2/ginkgo"},
 		{"e2e.test", "k8s.io/kubernetes/test/e2e"},
 	} {
