@@ -21,6 +21,13 @@ lint:
 test:
 	$(GO) test -count=1 -timeout 50m ./...
 
+# fuzz runs the whole-folder spec fuzzer for a bounded time (CI: 60s; longer
+# runs: make fuzz FUZZTIME=10m). Findings land in spec/testdata/fuzz/.
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFolder$$' -fuzztime $(FUZZTIME) ./spec/
+
 # bundle fills the shared artifact cache (${XDG_CACHE_HOME:-~/.cache}/clusterctl)
 # with every pinned component, built from upstream sources: about 20 minutes
 # cold on 2 cores, seconds when warm. See docs/bundle.md.
@@ -30,7 +37,7 @@ bundle: build
 # check is what CI runs: install, lint, build, fill the bundle, test. The tests
 # that run the bundled binaries fail instead of skipping when it is missing.
 check: export CLUSTERCTL_REQUIRE_BUNDLE := 1
-check: setup lint build bundle test
+check: setup lint build bundle test fuzz
 
 # cluster is README's main job: a 3-node cluster (1 control plane, 2 workers)
 # on lab hosts in $(LAB), then `kubectl get nodes -o wide`.

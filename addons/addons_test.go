@@ -171,3 +171,80 @@ func TestManifestFiles(t *testing.T) {
 }
 
 func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o644) }
+
+// The probe DaemonSet: on every node, unprivileged, no API token, ready
+// while the API Service's absolute name resolves from the pod; absent
+// without a probe image.
+func TestCoreDNSProbe(t *testing.T) {
+	c := testCoreDNS()
+	if objs := c.Objects(); slices.ContainsFunc(objs, func(o kubeapi.Object) bool { return o["kind"] == "DaemonSet" }) {
+		t.Fatal("a probe DaemonSet without a probe image")
+	}
+	c.ProbeImage = "localhost/clusterctl-echo:v1"
+	var ds kubeapi.Object
+	for _, o := range c.Objects() {
+		if o["kind"] == "DaemonSet" {
+			ds = o
+		}
+	}
+	if ds == nil {
+		t.Fatal("no probe DaemonSet")
+	}
+	pod := ds["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	if pod["automountServiceAccountToken"] != false {
+		t.Error("the probe mounts an API token")
+	}
+	tol := pod["tolerations"].([]any)
+	if len(tol) != 1 || tol[0].(map[string]any)["operator"] != "Exists" || len(tol[0].(map[string]any)) != 1 {
+		t.Errorf("tolerations %v: want every taint tolerated", tol)
+	}
+	ctr := pod["containers"].([]any)[0].(map[string]any)
+	if ctr["image"] != c.ProbeImage {
+		t.Errorf("image %v", ctr["image"])
+	}
+	cmd := ctr["readinessProbe"].(map[string]any)["exec"].(map[string]any)["command"].([]any)
+	if want := []any{"/echo", "lookup", "kubernetes.default.svc.cluster.local."}; !slices.Equal(cmd, want) {
+		t.Errorf("readiness command %v, want %v", cmd, want)
+	}
+	if _, err := Labelled("coredns", c.Objects()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A drain with kubectl's defaults refuses pods with emptyDir data unless
+// the pod names those volumes safe to lose: every add-on Deployment's
+// emptyDir volumes must be named, or an upgrade with drain = true stops at
+// the add-on's own pods.
+func TestAddonEmptyDirsAreSafeToEvict(t *testing.T) {
+	c := testCoreDNS()
+	c.ProbeImage = "localhost/clusterctl-echo:v1"
+	objs := append(c.Objects(), MetricsServer{Image: "localhost/clusterctl-metrics-server:v0.8.0", Replicas: 1}.Objects()...)
+	checked := 0
+	for _, o := range objs {
+		if o["kind"] != "Deployment" {
+			continue
+		}
+		tmpl := o["spec"].(map[string]any)["template"].(map[string]any)
+		spec := tmpl["spec"].(map[string]any)
+		vols, _ := spec["volumes"].([]any)
+		var safe string
+		if md, ok := tmpl["metadata"].(map[string]any); ok {
+			if ann, ok := md["annotations"].(map[string]any); ok {
+				safe, _ = ann[kubeapi.SafeToEvictVolumesAnnotation].(string)
+			}
+		}
+		for _, v := range vols {
+			v := v.(map[string]any)
+			if _, ok := v["emptyDir"]; !ok {
+				continue
+			}
+			checked++
+			if !slices.Contains(strings.Split(safe, ","), v["name"].(string)) {
+				t.Errorf("%s: emptyDir volume %s is not in %s (%q)", o["metadata"].(map[string]any)["name"], v["name"], kubeapi.SafeToEvictVolumesAnnotation, safe)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no emptyDir volume checked: metrics-server has one")
+	}
+}

@@ -18,6 +18,10 @@ type CoreDNS struct {
 	ClusterDomain string     // cluster.local
 	ClusterIP     netip.Addr // the kubelets' cluster_dns
 	Forward       []string   // resolvers for other names; empty: none
+	// ProbeImage, when set, is the bundled echo image: a DaemonSet of it
+	// resolves the cluster's API Service name from a pod on every node,
+	// and its readiness is the gate's "resolves from every node".
+	ProbeImage string
 }
 
 // CoreDNS labels and names, the ones kubeadm uses, so that tools and tests
@@ -132,7 +136,7 @@ func (c CoreDNS) Objects() []kubeapi.Object {
 			}}},
 		},
 	}
-	return []kubeapi.Object{
+	objs := []kubeapi.Object{
 		{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(coreDNSName, true)},
 		{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta("system:coredns", false), "rules": rules},
 		{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta("system:coredns", false),
@@ -158,6 +162,59 @@ func (c CoreDNS) Objects() []kubeapi.Object {
 		{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(coreDNSName, true), "spec": map[string]any{
 			"maxUnavailable": 1, "selector": map[string]any{"matchLabels": sel},
 		}},
+	}
+	if c.ProbeImage != "" {
+		objs = append(objs, c.probe())
+	}
+	return objs
+}
+
+// CoreDNSProbe is the name of the DaemonSet that checks the cluster DNS
+// from every node.
+const CoreDNSProbe = "coredns-probe"
+
+// probe is a DaemonSet on every node (every taint tolerated) whose pods
+// are ready while the API Service's name resolves through the pod's own
+// resolv.conf: the path every workload takes (the pod network, the node's
+// Service rules, a CoreDNS replica on any node). Tiny, unprivileged, with
+// no API credentials.
+func (c CoreDNS) probe() kubeapi.Object {
+	sel := map[string]any{"k8s-app": CoreDNSProbe}
+	name := "kubernetes.default.svc." + c.ClusterDomain + "."
+	return kubeapi.Object{"apiVersion": "apps/v1", "kind": "DaemonSet",
+		"metadata": map[string]any{"name": CoreDNSProbe, "namespace": "kube-system", "labels": sel},
+		"spec": map[string]any{
+			"selector":       map[string]any{"matchLabels": sel},
+			"updateStrategy": map[string]any{"type": "RollingUpdate", "rollingUpdate": map[string]any{"maxUnavailable": "100%"}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": sel},
+				"spec": map[string]any{
+					"priorityClassName":             "system-node-critical",
+					"automountServiceAccountToken":  false,
+					"enableServiceLinks":            false,
+					"terminationGracePeriodSeconds": 1,
+					"nodeSelector":                  map[string]any{"kubernetes.io/os": "linux"},
+					"tolerations":                   []any{map[string]any{"operator": "Exists"}},
+					"securityContext":               map[string]any{"runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534},
+					"containers": []any{map[string]any{
+						"name": "probe", "image": c.ProbeImage, "imagePullPolicy": "IfNotPresent",
+						"env": []any{map[string]any{"name": "PORT", "value": "8080"}},
+						"readinessProbe": map[string]any{
+							"exec":          map[string]any{"command": []any{"/echo", "lookup", name}},
+							"periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 2,
+						},
+						"resources": map[string]any{
+							"requests": map[string]any{"cpu": "1m", "memory": "8Mi"},
+							"limits":   map[string]any{"memory": "32Mi"},
+						},
+						"securityContext": map[string]any{
+							"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+							"capabilities": map[string]any{"drop": []any{"ALL"}},
+						},
+					}},
+				},
+			},
+		},
 	}
 }
 

@@ -87,7 +87,12 @@ func (m MetricsServer) Objects() []kubeapi.Object {
 			"selector": map[string]any{"matchLabels": sel},
 			"strategy": map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": 0}},
 			"template": map[string]any{
-				"metadata": map[string]any{"labels": sel},
+				// Its emptyDir holds only the serving certificate it makes
+				// at start: a drain may evict it without
+				// drain_delete_emptydir_data (kubeapi.SafeToEvictVolumesAnnotation).
+				"metadata": map[string]any{"labels": sel, "annotations": map[string]any{
+					"cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes": "tmp-dir",
+				}},
 				"spec": map[string]any{
 					"serviceAccountName": name,
 					"priorityClassName":  "system-cluster-critical",

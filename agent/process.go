@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"sort"
 	"strconv"
 	"syscall"
@@ -97,12 +98,26 @@ func (a *Agent) spawn(r Resolved, logPath string) (*process, error) {
 	}
 	defer logf.Close()
 
+	cred, home, err := credential(u.User, os.Geteuid(), user.Lookup)
+	if err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		for _, dir := range u.Owns {
+			if err := chownTree(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+				return nil, fmt.Errorf("hand %s to %s: %w", dir, u.User, err)
+			}
+		}
+	}
 	cmd := exec.Command(u.Exec, u.Args...)
 	cmd.Env = envList(u)
+	if _, set := u.Env["HOME"]; home != "" && !set {
+		cmd.Env = withEnv(cmd.Env, "HOME", home)
+	}
 	cmd.Dir = dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 
 	if err := a.startWithLimits(cmd, u.Limits); err != nil {
 		return nil, err

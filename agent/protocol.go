@@ -35,10 +35,13 @@ const (
 	OpUnlink     = "unlink"      // Name: remove Name's current link, then reload (the agent stops it)
 	OpLogs       = "logs"        // Name ("agent" too), Lines: the log's last lines; with Offset: the lines appended after that byte offset
 	OpNodeMeta   = "node-meta"   // Kubeconfig, Node, Labels, Taints: the Node's managed labels and taints
-	OpDrain      = "drain"       // Kubeconfig, Node, Timeout: cordon and evict (PodDisruptionBudgets respected)
+	OpDrain      = "drain"       // Kubeconfig, Node, Timeout, Force, DeleteEmptyDirData: cordon and evict (PodDisruptionBudgets respected)
 	OpUncordon   = "uncordon"    // Kubeconfig, Node: schedulable again
 	OpDeleteNode = "delete-node" // Kubeconfig, Node: delete the Node of a host that left (one already gone is fine)
 	OpAddonPrune = "addon-prune" // Kubeconfig, Name: delete every object of add-on Name (it was turned off); Log lists them
+	// Kubeconfig: write every Secret back unchanged, so the API server
+	// stores each with its current encryption key; Log says how many.
+	OpRewriteSecrets = "rewrite-secrets"
 )
 
 // Request is one control request.
@@ -57,6 +60,10 @@ type Request struct {
 	Node       string            `json:"node,omitempty"`       // node-meta, drain, uncordon: the Node's name
 	Labels     map[string]string `json:"labels,omitempty"`     // node-meta: labels the node must have
 	Taints     []Taint           `json:"taints,omitempty"`     // node-meta: taints the node must have
+	// drain: also evict pods no controller manages, pods with emptyDir
+	// volumes (both refused by default, as kubectl drain does).
+	Force              bool `json:"force,omitempty"`
+	DeleteEmptyDirData bool `json:"delete_emptydir_data,omitempty"`
 }
 
 // Taint is a node taint (node-meta).
@@ -84,10 +91,22 @@ type Response struct {
 	Offset     int64        `json:"offset,omitempty"`      // logs: where the next read (Request.Offset) continues
 }
 
-// DrainResult is what a drain did.
+// DrainResult is what a drain did. A refused drain lists the pods it
+// would not evict (then nothing was evicted unless a refused pod came
+// during the drain), and Cordoned when its cordon could not be undone.
 type DrainResult struct {
-	Evicted []string `json:"evicted,omitempty"`
-	Skipped []string `json:"skipped,omitempty"` // "ns/name (reason)"
+	Evicted  []string       `json:"evicted,omitempty"`
+	Skipped  []string       `json:"skipped,omitempty"` // "ns/name (reason)"
+	Refused  []DrainRefusal `json:"refused,omitempty"`
+	Cordoned bool           `json:"cordoned,omitempty"`
+}
+
+// DrainRefusal is a pod a drain refused to evict, and why ("not managed by
+// a controller", "uses emptyDir volume data").
+type DrainRefusal struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Reasons   []string `json:"reasons"`
 }
 
 // Err is the response's error: nil when OK, wrapping ErrNotRunning when

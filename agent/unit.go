@@ -82,7 +82,14 @@ type Unit struct {
 	Args    []string          `json:"args,omitempty"`
 	Env     map[string]string `json:"env,omitempty"` // added to a fixed PATH/HOME/LANG environment
 	Dir     string            `json:"dir,omitempty"` // working folder; default the generation folder
-	Health  Health            `json:"health"`
+	// User is the system user the process runs as, with that user's
+	// primary group and no supplementary groups, HOME its home folder;
+	// empty means root (the agent's own user). See credential.go.
+	User string `json:"user,omitempty"`
+	// Owns are folders handed to User (chown -R) before every start:
+	// what a generation that ran as root wrote becomes the user's.
+	Owns   []string `json:"owns,omitempty"`
+	Health Health   `json:"health"`
 	// StopSignal is sent to the process group on stop; SIGTERM by default.
 	StopSignal string `json:"stop_signal,omitempty"`
 	// StopTimeout is how long to wait before SIGKILL; 30s by default.
@@ -215,6 +222,14 @@ func (u Unit) Validate() error {
 	}
 	if u.Dir != "" && !filepath.IsAbs(u.Dir) {
 		errs = append(errs, fmt.Errorf("dir %q must be an absolute path", u.Dir))
+	}
+	if u.User != "" && !userRE.MatchString(u.User) {
+		errs = append(errs, fmt.Errorf("user %q is not a system user name (lower-case letters, digits, '_' and '-', at most 32)", u.User))
+	}
+	for _, o := range u.Owns {
+		if u.User == "" || !filepath.IsAbs(o) || filepath.Clean(o) == "/" {
+			errs = append(errs, fmt.Errorf("owns %q: needs a user and an absolute folder other than /", o))
+		}
 	}
 	for k := range u.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

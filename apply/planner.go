@@ -122,6 +122,17 @@ func (s *Session) planApply(ctx context.Context, c *Computed) ([]plan.Change, er
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	c.PKIReport, c.pki = report, store
+	// The Secret encryption keyring, one step closer to the spec's key.
+	keys, err := components.PlanKeyring(ctx, store, s.Cluster, world.Installed, s.readHostFile)
+	if err != nil {
+		return nil, err
+	}
+	if keys.Restored != "" {
+		s.logf("The local encryption keyring was missing: restored it from %s.", keys.Restored)
+	}
+	if keys.Note != "" {
+		s.warnings = append(s.warnings, keys.Note)
+	}
 	in := components.Input{Cluster: s.Cluster, PKI: pkiView{r: store, t: table}, Cache: s.Cache,
 		Platforms: world.Platforms, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed}
 	desired, err := components.DesiredAll(in)
@@ -156,7 +167,16 @@ func (s *Session) planApply(ctx context.Context, c *Computed) ([]plan.Change, er
 		objs = append(objs, o)
 	}
 	changes := plan.Diff(objs, world.Objects)
-	return append(changes, certChanges(report)...), nil
+	return append(append(changes, certChanges(report)...), keys.Changes...), nil
+}
+
+// readHostFile reads a file on a connected host of the spec.
+func (s *Session) readHostFile(ctx context.Context, host, path string) ([]byte, error) {
+	cl, ok := s.Client(host)
+	if !ok {
+		return nil, fmt.Errorf("host %s is not connected", host)
+	}
+	return hostReader{ctx: ctx, c: cl}.Read(path)
 }
 
 // planDestroy removes every component installed.json records or the agent

@@ -117,7 +117,11 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			_, err := s.snapshotEtcd(ctx, host, from)
 			return err
 		},
-		Logf: s.logf}
+		Logf: s.logf,
+		Desired: func(address string) (components.Desired, bool) {
+			d, ok := c.Desired[address]
+			return d, ok
+		}}
 	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}}
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))

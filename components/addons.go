@@ -82,12 +82,16 @@ func metricsServer(in Input, h spec.Host) (Desired, error) {
 }
 
 // coreDNS renders the cluster DNS add-on: CoreDNS at the cluster_dns
-// address, healthy when its Deployment is available and
-// kubernetes.default resolves through every replica and the Service.
+// address, healthy when its Deployment is available, kubernetes.default
+// resolves through every replica and the Service from this host, and from
+// a pod on every node (the probe DaemonSet is available).
 func coreDNS(in Input, h spec.Host) (Desired, error) {
 	a, _ := in.Cluster.Addon(bundle.CoreDNS)
 	c := addons.CoreDNS{Image: bundle.CoreDNSImage(a.Version), Version: a.Version, Replicas: a.Replicas,
 		ClusterDomain: ClusterDomain, ClusterIP: in.Cluster.ClusterDNS(), Forward: a.Forward}
+	if v, ok := in.Cluster.Release().Version(bundle.EchoImage); ok {
+		c.ProbeImage = bundle.EchoImageRepo + ":" + v
+	}
 	port := addonHealthPort(bundle.CoreDNS)
 	d, err := addonDesired(bundle.CoreDNS, a.Version, h, c.Objects(), port,
 		"--dns-check=kubernetes.default.svc."+ClusterDomain)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/kubeapi"
 	"github.com/clusterctl/clusterctl/pki"
 )
 
@@ -175,16 +176,45 @@ func SyncNode(ctx context.Context, cp Host, node string, m NodeMeta) error {
 	return nil
 }
 
+// DrainOptions say how long a drain may take and what it may evict that
+// kubectl drain refuses by default: the spec's upgrade block.
+type DrainOptions struct {
+	Timeout            time.Duration
+	Force              bool // pods no controller manages (upgrade.drain_force)
+	DeleteEmptyDirData bool // pods with emptyDir volumes (upgrade.drain_delete_emptydir_data)
+}
+
 // DrainNode cordons a node and evicts its pods, through a control-plane
 // host's admin kubeconfig, before its kubelet changes or its host leaves.
-func DrainNode(ctx context.Context, cp Host, node string, timeout time.Duration) error {
+// A drain refused for pods it would lose (unmanaged, emptyDir data)
+// returns an error that unwraps to a *kubeapi.DrainRefusedError listing
+// them; it evicted nothing and did not leave the node cordoned.
+func DrainNode(ctx context.Context, cp Host, node string, o DrainOptions) error {
 	req := nodeRequest(agent.OpDrain, node)
-	req.Timeout = agent.Duration(timeout)
-	if _, err := (AgentClient{cp}).Call(ctx, req); err != nil {
-		return fmt.Errorf("drain node %s: %w", node, err)
+	req.Timeout = agent.Duration(o.Timeout)
+	req.Force, req.DeleteEmptyDirData = o.Force, o.DeleteEmptyDirData
+	resp, err := (AgentClient{cp}).Call(ctx, req)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if d := resp.Drain; d != nil && len(d.Refused) > 0 {
+		refused := &kubeapi.DrainRefusedError{Node: node, Evicted: d.Evicted, Cordoned: d.Cordoned}
+		for _, p := range d.Refused {
+			refused.Pods = append(refused.Pods, kubeapi.RefusedPod{Namespace: p.Namespace, Name: p.Name, Reasons: p.Reasons})
+		}
+		err = drainRefused{err, refused}
+	}
+	return fmt.Errorf("drain node %s: %w", node, err)
 }
+
+// drainRefused keeps the agent's message (host, operation, and what the
+// drain said) and gives the refusal back as its type.
+type drainRefused struct {
+	error
+	refused *kubeapi.DrainRefusedError
+}
+
+func (e drainRefused) Unwrap() []error { return []error{e.error, e.refused} }
 
 // UncordonNode makes a node schedulable again.
 func UncordonNode(ctx context.Context, cp Host, node string) error {

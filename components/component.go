@@ -58,6 +58,14 @@ type File struct {
 	Data      []byte
 	Mode      fs.FileMode
 	Sensitive bool // a key or a kubeconfig: never shown, 0600
+	// Owner, when set, is the system user (and group of the same name)
+	// that owns the file on the host instead of root: a component that
+	// does not run as root reads its own keys.
+	Owner string
+	// SecretKeys names the map keys of a structured file whose values are
+	// secrets (an EncryptionConfiguration's "secret"): the plan shows
+	// every other value, and these as (sensitive) with their digest.
+	SecretKeys []string
 }
 
 // SHA256 is the hex digest of the file's content.
@@ -75,6 +83,9 @@ type Desired struct {
 	Unit      agent.Unit // how the agent runs it
 	// Dirs are folders created (with mode) before the component starts.
 	Dirs []Dir
+	// Users are the system users the component runs as or whose files it
+	// has; the installer creates the missing ones (security.go).
+	Users []SystemUser
 	// SensitiveArgs names flags ("--token") whose values come from
 	// sensitive variables: plans show "(sensitive)".
 	SensitiveArgs map[string]bool
@@ -84,6 +95,10 @@ type Desired struct {
 type Dir struct {
 	Path string
 	Mode fs.FileMode
+	// Owner, when set, owns the folder and everything in it (chown -R on
+	// every install, so data an earlier root-run generation wrote is
+	// handed over).
+	Owner string
 }
 
 // GenerationFiles returns the generation's files, unit.json included, in
@@ -96,7 +111,10 @@ func (d Desired) GenerationFiles() ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: render unit: %w", d.Component, d.Host, err)
 	}
-	files := append(slices.Clone(d.Config), File{Path: agent.UnitFile, Data: unit, Mode: 0o644})
+	// Root only, like every generation file that matters: kube-bench reads
+	// unit.json as the component's "pod specification" (CIS 1.1.1-1.1.8,
+	// 4.1.1: 600 or tighter).
+	files := append(slices.Clone(d.Config), File{Path: agent.UnitFile, Data: unit, Mode: 0o600})
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
 }
@@ -120,6 +138,9 @@ func (d Desired) ConfigHash() (string, error) {
 	sort.Slice(shared, func(i, j int) bool { return shared[i].Path < shared[j].Path })
 	for _, f := range shared {
 		fmt.Fprintf(h, "shared %s %o %s\n", f.Path, f.Mode, f.SHA256())
+		if f.Owner != "" {
+			fmt.Fprintf(h, "owner %s %s\n", f.Path, f.Owner)
+		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

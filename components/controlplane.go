@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path"
 	"strings"
@@ -27,8 +28,10 @@ func url(scheme, host string, port int) string {
 	return scheme + "://" + net.JoinHostPort(host, itoa(port))
 }
 
-// etcd renders one etcd member: TLS for clients and peers with client
-// certificate auth on both, data in /var/lib/etcd (0700).
+// etcd renders one etcd member: TLS 1.2+ with strong cipher suites for
+// clients and peers with client certificate auth on both, run as the
+// system user etcd, which owns its data in /var/lib/etcd (0700) and its
+// keys in EtcdTLSDir.
 func etcd(in Input, h spec.Host) (Desired, error) {
 	version := in.version(bundle.Etcd)
 	arts, err := artifacts(in.Cache, in.platform(h.Name), bundle.Etcd, version, "etcd", "etcdctl")
@@ -53,16 +56,14 @@ func etcd(in Input, h spec.Host) (Desired, error) {
 		"initial-cluster-token":       in.Cluster.Name(),
 		"listen-metrics-urls":         url("http", "127.0.0.1", EtcdMetricsPort),
 		"client-cert-auth":            "true",
-		"trusted-ca-file":             p("etcd/ca.crt"),
-		"cert-file":                   p(pki.IDEtcdServer(h.Name) + ".crt"),
-		"key-file":                    p(pki.IDEtcdServer(h.Name) + ".key"),
 		"peer-client-cert-auth":       "true",
-		"peer-trusted-ca-file":        p("etcd/ca.crt"),
-		"peer-cert-file":              p(pki.IDEtcdPeer(h.Name) + ".crt"),
-		"peer-key-file":               p(pki.IDEtcdPeer(h.Name) + ".key"),
 		"snapshot-count":              "10000",
 		"auto-compaction-retention":   "8",
 	}
+	// The agent probes etcd with the health-check pair as root; etcd itself
+	// runs as EtcdUser and reads its own copies (security.go). The copies
+	// under /etc/kubernetes/pki stay, so a lost local state is restored
+	// from a control plane as before.
 	shared, err := in.pkiFiles("etcd/ca.crt",
 		pki.IDEtcdServer(h.Name)+".crt", pki.IDEtcdServer(h.Name)+".key",
 		pki.IDEtcdPeer(h.Name)+".crt", pki.IDEtcdPeer(h.Name)+".key",
@@ -70,15 +71,34 @@ func etcd(in Input, h spec.Host) (Desired, error) {
 	if err != nil {
 		return Desired{}, fmt.Errorf("etcd on %s: %w", h.Name, err)
 	}
+	own, tlsFlags, err := etcdTLS(in, h.Name)
+	if err != nil {
+		return Desired{}, fmt.Errorf("etcd on %s: %w", h.Name, err)
+	}
+	maps.Copy(args, tlsFlags)
 	return Desired{
 		Component: bundle.Etcd, Host: h.Name, Address: addr, Version: version,
-		Artifacts: arts, Shared: shared,
-		Dirs: []Dir{{Path: EtcdDataDir, Mode: 0o700}},
+		Artifacts: arts, Shared: append(shared, own...),
+		Users: []SystemUser{{Name: EtcdUser, Home: EtcdDataDir}},
+		Dirs: []Dir{
+			{Path: EtcdDataDir, Mode: 0o700, Owner: EtcdUser},
+			{Path: EtcdTLSDir, Mode: 0o700, Owner: EtcdUser},
+			// kube-bench's etcd checks (CIS 1.1.7, 1.1.8) stat everything
+			// named *etcd* under the configured path, which for clusterctl
+			// is this folder itself: root only, 600, as they ask (root
+			// needs no search bit; nothing else ever reads it).
+			{Path: path.Join(ConfigRoot, bundle.Etcd), Mode: 0o600},
+		},
 		Unit: agent.Unit{
 			Name: bundle.Etcd, Version: version,
 			Exec: arts[0].Dest,
 			Args: mergeArgs(args, in.extraArgs(bundle.Etcd)),
 			Dir:  EtcdDataDir,
+			User: EtcdUser,
+			// Handed over before every start, so whatever a generation
+			// that ran as root (the previous release, a rollback) wrote is
+			// etcd's before it reads it.
+			Owns: []string{EtcdDataDir, EtcdTLSDir},
 			Health: agent.Health{
 				Type: agent.HealthHTTPS, URL: url("https", "127.0.0.1", EtcdClientPort) + "/health",
 				CAFile:   p("etcd/ca.crt"),
@@ -92,7 +112,8 @@ func etcd(in Input, h spec.Host) (Desired, error) {
 
 // apiServer renders one kube-apiserver: etcd over TLS, Node+RBAC
 // authorization with NodeRestriction, no anonymous access, no profiling,
-// an audit log, and service-account token signing.
+// an audit log with a policy, Secrets encrypted at rest, TLS 1.2+ with
+// strong cipher suites, and service-account token signing.
 func apiServer(in Input, h spec.Host) (Desired, error) {
 	version := in.version(bundle.KubeAPIServer)
 	arts, err := artifacts(in.Cache, in.platform(h.Name), bundle.KubeAPIServer, version, bundle.KubeAPIServer)
@@ -129,11 +150,12 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		"profiling":                          "false",
 		"allow-privileged":                   "true",
 		"enable-bootstrap-token-auth":        "false",
-		"audit-log-path":                     path.Join(LogDir, "kube-apiserver-audit.log"),
-		"audit-log-maxage":                   "7",
-		"audit-log-maxbackup":                "3",
-		"audit-log-maxsize":                  "100",
-		"audit-policy-file":                  "audit-policy.yaml",
+		"audit-log-path":                     AuditLog,
+		"audit-log-maxage":                   itoa(AuditLogMaxAge),
+		"audit-log-maxbackup":                itoa(AuditLogMaxBackup),
+		"audit-log-maxsize":                  itoa(AuditLogMaxSize),
+		"audit-policy-file":                  currentFile(bundle.KubeAPIServer, AuditPolicyFile),
+		"encryption-provider-config":         currentFile(bundle.KubeAPIServer, EncryptionConfigFile),
 		"requestheader-client-ca-file":       p("front-proxy-ca.crt"),
 		"requestheader-allowed-names":        "front-proxy-client",
 		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
@@ -142,10 +164,19 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		"proxy-client-cert-file":             p(pki.IDFrontProxyClient + ".crt"),
 		"proxy-client-key-file":              p(pki.IDFrontProxyClient + ".key"),
 	}
+	maps.Copy(args, tlsArgs())
+	ring, err := in.keyring()
+	if err != nil {
+		return Desired{}, fmt.Errorf("kube-apiserver on %s: %w", h.Name, err)
+	}
+	encryption, err := encryptionConfig(ring)
+	if err != nil {
+		return Desired{}, fmt.Errorf("kube-apiserver on %s: %w", h.Name, err)
+	}
 	// The etcd and front-proxy CA keys are not used by the API server but
 	// kept on every control plane, so a lost local state can be restored
-	// from any of them.
-	shared, err := in.pkiFiles("ca.crt", "etcd/ca.crt", "etcd/ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.pub", "sa.key",
+	// from any of them; so is the encryption keyring.
+	shared, err := in.pkiFiles("ca.crt", "etcd/ca.crt", "etcd/ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.pub", "sa.key", pki.KeyringFile,
 		pki.IDAPIServer+".crt", pki.IDAPIServer+".key",
 		pki.IDAPIServerKubelet+".crt", pki.IDAPIServerKubelet+".key",
 		pki.IDAPIServerEtcd+".crt", pki.IDAPIServerEtcd+".key",
@@ -163,7 +194,7 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 	return Desired{
 		Component: bundle.KubeAPIServer, Host: h.Name, Address: advertiseAddress(h), Version: version,
 		Artifacts: arts, Shared: shared,
-		Config: []File{{Path: "audit-policy.yaml", Data: []byte(auditPolicy), Mode: 0o644}},
+		Config: []File{{Path: AuditPolicyFile, Data: []byte(auditPolicy), Mode: 0o600}, encryption},
 		Unit: agent.Unit{
 			Name: bundle.KubeAPIServer, Version: version,
 			Exec: arts[0].Dest,
@@ -180,26 +211,6 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		},
 	}, nil
 }
-
-// auditPolicy logs metadata of every request but the noisy read-only
-// health and event traffic; request bodies could carry secrets, so none
-// are logged.
-const auditPolicy = `apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages:
-  - RequestReceived
-rules:
-  - level: None
-    nonResourceURLs: ["/healthz*", "/livez*", "/readyz*", "/version"]
-  - level: None
-    resources:
-      - group: ""
-        resources: ["events"]
-  - level: None
-    verbs: ["get", "list", "watch"]
-    users: ["system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy"]
-  - level: Metadata
-`
 
 // controllerManager renders kube-controller-manager: its own kubeconfig,
 // leader election, bound to 127.0.0.1, one service account per controller,
@@ -232,6 +243,7 @@ func controllerManager(in Input, h spec.Host) (Desired, error) {
 		"cluster-name":                     in.Cluster.Name(),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 	}
+	maps.Copy(args, tlsArgs())
 	shared, err := in.pkiFiles("ca.crt", "ca.key", "front-proxy-ca.crt", "sa.key")
 	if err != nil {
 		return Desired{}, fmt.Errorf("kube-controller-manager on %s: %w", h.Name, err)
@@ -272,6 +284,7 @@ func scheduler(in Input, h spec.Host) (Desired, error) {
 		"leader-elect":              "true",
 		"profiling":                 "false",
 	}
+	maps.Copy(args, tlsArgs())
 	kc, err := in.kubeconfigFile(pki.KubeconfigScheduler, conf)
 	if err != nil {
 		return Desired{}, fmt.Errorf("kube-scheduler on %s: %w", h.Name, err)

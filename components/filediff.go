@@ -15,6 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/plan"
 )
 
@@ -78,6 +79,11 @@ func (d Desired) fileAttrs() []plan.Attr {
 			attrs = append(attrs, FileAttrList(f)...)
 		}
 	}
+	// The one field of unit.json that is no flag: who the component runs
+	// as. Only set where it is not root, so other records stay as they were.
+	if d.Unit.User != "" {
+		attrs = append(attrs, plan.Attr{Name: agent.UnitFile + ":user", Value: d.Unit.User})
+	}
 	return attrs
 }
 
@@ -110,12 +116,28 @@ func FileAttrList(f File) []plan.Attr {
 			return digest // a duplicate key: the attributes would not say which one counts
 		}
 		seen[name] = true
+		if secretLeaf(l.path, f.SecretKeys) {
+			// The digest still shows that it changed; the value never shows.
+			out = append(out, plan.Attr{Name: name, Value: "sha256:" + sha256Hex([]byte(l.value)), Sensitive: true})
+			continue
+		}
 		out = append(out, plan.Attr{Name: name, Value: l.value})
 	}
 	return out
 }
 
 type leaf struct{ path, value string }
+
+// secretLeaf reports whether the last map key of a leaf's path is one of
+// keys.
+func secretLeaf(p string, keys []string) bool {
+	for _, k := range keys {
+		if p == k || strings.HasSuffix(p, "."+k) {
+			return true
+		}
+	}
+	return false
+}
 
 // key renders one map key as a path segment after prefix.
 func key(prefix, k string) string {

@@ -75,7 +75,10 @@ func (in Input) extraArgs(component string) map[string]string {
 }
 
 // pkiFiles returns the named PKI files (relative paths) as shared files at
-// their on-host paths; keys are sensitive and 0600.
+// their on-host paths. Everything under /etc/kubernetes/pki is root's and
+// 0600, certificates too: only root-run components read them (etcd reads
+// its own copies), and CIS 1.1.20 and 4.1.7 ask for it. Keys and the
+// encryption keyring are sensitive.
 func (in Input) pkiFiles(rels ...string) ([]File, error) {
 	var out []File
 	for _, rel := range rels {
@@ -83,9 +86,9 @@ func (in Input) pkiFiles(rels ...string) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pki %s: %w", rel, err)
 		}
-		f := File{Path: pki.HostPath(rel), Data: data, Mode: 0o644}
-		if path.Ext(rel) == ".key" {
-			f.Mode, f.Sensitive = 0o600, true
+		f := File{Path: pki.HostPath(rel), Data: data, Mode: 0o600}
+		if path.Ext(rel) == ".key" || rel == pki.KeyringFile {
+			f.Sensitive = true
 		}
 		out = append(out, f)
 	}

@@ -138,10 +138,23 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 	for _, f := range d.Shared {
 		mk = append(mk, l.Path(path.Dir(f.Path)))
 	}
+	// Users and owners are the host's: a rooted layout (a test host on the
+	// workstation) has no users of its own and everything stays the
+	// caller's, who is not root and needs the search bit on its folders.
+	owned := l.Root == ""
 	cmd := "mkdir -p " + shellJoin(uniq(mk)...)
 	for _, dir := range d.Dirs {
-		p := shellQuote(l.Path(dir.Path))
-		cmd += " && mkdir -p " + p + " && chmod " + strconv.FormatUint(uint64(dir.Mode), 8) + " " + p
+		p, mode := shellQuote(l.Path(dir.Path)), dir.Mode
+		if !owned {
+			mode |= 0o700
+		}
+		cmd += " && mkdir -p " + p + " && chmod " + strconv.FormatUint(uint64(mode), 8) + " " + p
+	}
+	if owned && len(d.Users) > 0 {
+		cmd = ensureUsersScript(d.Users) + cmd
+	}
+	if own := ownershipScript(l, d.Dirs, nil); owned && own != "" {
+		cmd += " && " + own
 	}
 	if _, err := h.Run(ctx, cmd); err != nil {
 		return step("prepare folders", err)
@@ -160,6 +173,12 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 	}
 	if err := writeChanged(ctx, h, placed(l.Path("/"), d.Shared)); err != nil {
 		return step("write certificates and kubeconfigs", err)
+	}
+	// A file written anew is root's: hand it over again.
+	if own := ownershipScript(l, nil, d.Shared); owned && own != "" {
+		if _, err := h.Run(ctx, own); err != nil {
+			return step("hand over files", err)
+		}
 	}
 	for _, f := range d.Shared {
 		files[f.Path] = f.SHA256()
@@ -293,6 +312,11 @@ func (in *Installer) Remove(ctx context.Context, h Host, component string) error
 }
 
 func (in *Installer) read(ctx context.Context, h Host) (Installed, error) {
+	return readInstalled(ctx, h)
+}
+
+// readInstalled reads a host's installed.json.
+func readInstalled(ctx context.Context, h Host) (Installed, error) {
 	out, err := h.Run(ctx, "cat "+shellQuote(LayoutOf(h).Path(InstalledFile))+" 2>/dev/null || true")
 	if err != nil {
 		return Installed{}, err

@@ -29,6 +29,9 @@ type kubeletConfig struct {
 	ClusterDNS      []string
 	ResolvConf      string
 	Taints          []spec.Taint
+	TLSMinVersion   string
+	TLSCipherSuites []string
+	PodPidsLimit    int
 }
 
 // kubelet renders one node's kubelet: its own client certificate
@@ -68,6 +71,9 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 		ClusterDNS:      []string{in.Cluster.ClusterDNS().String()},
 		ResolvConf:      "/etc/resolv.conf",
 		Taints:          nodeTaints(h),
+		TLSMinVersion:   TLSMinVersion,
+		TLSCipherSuites: TLSCipherSuites(),
+		PodPidsLimit:    in.Cluster.Security().PodPidsLimit,
 	}
 	if systemdCgroups(f) {
 		cfg.CgroupDriver = "systemd"
@@ -107,7 +113,7 @@ func kubelet(in Input, h spec.Host) (Desired, error) {
 		Component: bundle.Kubelet, Host: h.Name, Address: addr.String(), Version: version,
 		Artifacts: arts, Shared: append(shared, kc),
 		Config: []File{
-			{Path: "kubelet-config.yaml", Data: yaml, Mode: 0o644},
+			{Path: "kubelet-config.yaml", Data: yaml, Mode: 0o600}, // CIS 4.1.9
 			// Not read by the kubelet: what apply sets on the Node (SyncNode).
 			{Path: "node-meta.json", Data: meta, Mode: 0o644},
 		},

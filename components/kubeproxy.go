@@ -55,7 +55,7 @@ func kubeProxy(in Input, h spec.Host) (Desired, error) {
 	return Desired{
 		Component: bundle.KubeProxy, Host: h.Name, Address: addr.String(), Version: version,
 		Artifacts: arts, Shared: []File{kc},
-		Config: []File{{Path: "kube-proxy-config.yaml", Data: yaml, Mode: 0o644}},
+		Config: []File{{Path: "kube-proxy-config.yaml", Data: yaml, Mode: 0o600}},
 		Unit: agent.Unit{
 			Name: bundle.KubeProxy, Version: version,
 			Exec: arts[0].Dest,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/bundle/bundletest"
+	"github.com/clusterctl/clusterctl/pki"
 	"github.com/clusterctl/clusterctl/podnet"
 	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
@@ -22,10 +23,16 @@ import (
 // artifact of the newest release.
 func fakeCache(t *testing.T) *bundle.Cache { return bundletest.Cache(t) }
 
-// fakePKI serves every file and kubeconfig as a placeholder naming it.
+// fakePKI serves every file and kubeconfig as a placeholder naming it,
+// and the encryption keyring as testKeyring (security_test.go).
 type fakePKI struct{}
 
-func (fakePKI) File(rel string) ([]byte, error)        { return []byte("pki:" + rel), nil }
+func (fakePKI) File(rel string) ([]byte, error) {
+	if rel == pki.KeyringFile {
+		return testKeyring().Marshal()
+	}
+	return []byte("pki:" + rel), nil
+}
 func (fakePKI) Kubeconfig(name string) ([]byte, error) { return []byte("kubeconfig:" + name), nil }
 
 const testSpec = `

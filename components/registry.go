@@ -61,6 +61,9 @@ type Env struct {
 	// version it was taken from.
 	EtcdSnapshot func(ctx context.Context, host, fromVersion string) error
 	Logf         func(format string, args ...any)
+	// Desired is what a change makes of its component (apply mode; nil or
+	// not found otherwise), by the change's address.
+	Desired func(address string) (Desired, bool)
 }
 
 // ControlPlane returns a connected host with an API server, through which
@@ -95,7 +98,8 @@ func Registry() []Spec {
 		{Name: AgentComponent, Rule: func(int) plan.Rule { return plan.Rule{} }},
 		{Name: bundle.Etcd, Render: etcd, Rule: rolling(), KeptData: []string{EtcdDataDir},
 			Hooks: Hooks{Once: etcdBeforeFirst, Around: etcdAround}},
-		{Name: bundle.KubeAPIServer, Render: apiServer, Rule: rolling(bundle.Etcd)},
+		{Name: bundle.KubeAPIServer, Render: apiServer, Rule: rolling(bundle.Etcd),
+			Hooks: Hooks{Once: apiServerBeforeFirst, Around: apiServerAround}}, // security.go: Secrets rewritten on key changes
 		{Name: bundle.KubeControllerManager, Render: controllerManager, Rule: rolling(bundle.KubeAPIServer)},
 		{Name: bundle.KubeScheduler, Render: scheduler, Rule: rolling(bundle.KubeAPIServer)},
 		{Name: bundle.Containerd, Render: containerd, Rule: node, KeptData: []string{ContainerdRoot}},
@@ -229,8 +233,10 @@ func kubeletAround(ctx context.Context, env *Env, ch plan.Change, do func() erro
 	}
 	if drain {
 		env.Logf("  %s: draining (timeout %s)", ch.Host, up.DrainTimeout)
-		if err := DrainNode(ctx, cp, ch.Host, up.DrainTimeout); err != nil {
-			return err
+		o := DrainOptions{Timeout: up.DrainTimeout, Force: up.DrainForce, DeleteEmptyDirData: up.DrainDeleteEmptyDirData}
+		if err := DrainNode(ctx, cp, ch.Host, o); err != nil {
+			// The kubelet is left as it is: nothing of this change was made.
+			return fmt.Errorf("%s on %s not changed: %w", ch.Name, ch.Host, err)
 		}
 	}
 	err := do()
@@ -259,7 +265,7 @@ func kubeletAround(ctx context.Context, env *Env, ch plan.Change, do func() erro
 
 // HostFiles are the host paths the agent's removal clears.
 func HostFiles(keepData bool) []string {
-	fs := []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, pki.HostKubeDir + "/*.conf", LogDir, RunDir}
+	fs := []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, EtcdTLSDir, pki.HostKubeDir + "/*.conf", LogDir, RunDir}
 	if !keepData {
 		fs = append(fs, SnapshotDir+"/etcd-<cluster>-*.db")
 	}

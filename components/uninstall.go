@@ -105,7 +105,7 @@ func ProbeHost(ctx context.Context, h Host, o UninstallOptions) (HostProbe, erro
 // clusterctl's. Nor are the snapshots: on lab hosts their folder is the
 // workstation's, shared by the labs of several clusters.
 func ownedPaths() []string {
-	return []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, LogDir, RunDir, agent.DefaultSystemdUnitPath}
+	return []string{"/opt/clusterctl", ConfigRoot, pki.HostPKIDir, EtcdTLSDir, LogDir, RunDir, agent.DefaultSystemdUnitPath}
 }
 
 // configKeep are the entries of ConfigRoot that are not clusterctl's
@@ -328,7 +328,7 @@ func CleanupScript(component string, o UninstallOptions) string {
 		if o.KeepData {
 			return ""
 		}
-		return script("clear_dir " + EtcdDataDir)
+		return script("clear_dir "+EtcdDataDir, "clear_dir "+EtcdTLSDir)
 	}
 	return ""
 }
@@ -400,6 +400,7 @@ func HostCleanupScript(o UninstallOptions, cluster string, kept []string) string
 	}
 	body = append(body,
 		"clear_dir "+pki.HostPKIDir,
+		"clear_dir "+EtcdTLSDir,
 		"rm -f "+pki.HostKubeDir+"/*.conf",
 		"rmdir "+pki.HostKubeDir+" 2>/dev/null",
 		// Last: installed.json goes with it, so an interrupted destroy still

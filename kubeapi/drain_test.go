@@ -3,6 +3,7 @@ package kubeapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,10 +70,7 @@ func pod(ns, name, ownerKind string, ann map[string]string) Pod {
 	p.Metadata.Namespace, p.Metadata.Name, p.Metadata.UID = ns, name, ns+"-"+name
 	p.Metadata.Annotations = ann
 	if ownerKind != "" {
-		p.Metadata.OwnerReferences = append(p.Metadata.OwnerReferences, struct {
-			Kind       string `json:"kind"`
-			Controller bool   `json:"controller"`
-		}{ownerKind, true})
+		p.Metadata.OwnerReferences = append(p.Metadata.OwnerReferences, OwnerReference{ownerKind, true})
 	}
 	p.Status.Phase = "Running"
 	return p
@@ -94,7 +92,7 @@ func newDrainAPI(allowAfter int) (*drainAPI, *Client) {
 
 func TestDrainEvictsRespectingBudgetsAndLeavesDaemonSets(t *testing.T) {
 	a, c := newDrainAPI(2)
-	rep, err := c.Drain(context.Background(), "n1", 20*time.Second)
+	rep, err := c.Drain(context.Background(), "n1", DrainOptions{Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +118,77 @@ func TestDrainEvictsRespectingBudgetsAndLeavesDaemonSets(t *testing.T) {
 
 func TestDrainTimesOutNamingTheBlockedPod(t *testing.T) {
 	_, c := newDrainAPI(1 << 30)
-	_, err := c.Drain(context.Background(), "n1", 1500*time.Millisecond)
+	_, err := c.Drain(context.Background(), "n1", DrainOptions{Timeout: 1500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "web/guarded") || !strings.Contains(err.Error(), "disruption budget") {
 		t.Fatalf("want a timeout naming web/guarded and its budget, got %v", err)
+	}
+}
+
+func withEmptyDir(p Pod, volumes ...string) Pod {
+	for _, v := range volumes {
+		vol := Volume{Name: v}
+		vol.EmptyDir = &struct {
+			Medium string `json:"medium"`
+		}{}
+		p.Spec.Volumes = append(p.Spec.Volumes, vol)
+	}
+	return p
+}
+
+func TestDrainRefusesUnmanagedAndEmptyDirPodsBeforeCordoning(t *testing.T) {
+	a, c := newDrainAPI(0)
+	bare := pod("web", "bare", "", nil)
+	scratch := withEmptyDir(pod("web", "scratch", "ReplicaSet", nil), "cache")
+	a.pods[bare.id()], a.pods[scratch.id()] = bare, scratch
+
+	_, err := c.Drain(context.Background(), "n1", DrainOptions{Timeout: 5 * time.Second})
+	var refused *DrainRefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("want a *DrainRefusedError, got %v", err)
+	}
+	want := []RefusedPod{
+		{Namespace: "web", Name: "bare", Reasons: []string{ReasonUnmanaged}},
+		{Namespace: "web", Name: "scratch", Reasons: []string{ReasonEmptyDir}},
+	}
+	if diff := cmp.Diff(want, refused.Pods); diff != "" {
+		t.Errorf("refused pods (-want +got):\n%s", diff)
+	}
+	for _, s := range []string{"drain_force = true", "drain_delete_emptydir_data = true", "nothing was evicted"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message %q does not say %q", err, s)
+		}
+	}
+	if a.unschedulable {
+		t.Error("a refused drain cordoned the node")
+	}
+	if len(a.pods) != 6 {
+		t.Errorf("a refused drain evicted pods: %d left of 6", len(a.pods))
+	}
+}
+
+func TestDrainForceAndDeleteEmptyDirEvictThem(t *testing.T) {
+	a, c := newDrainAPI(0)
+	bare := pod("web", "bare", "", nil)
+	scratch := withEmptyDir(pod("web", "scratch", "ReplicaSet", nil), "cache")
+	a.pods[bare.id()], a.pods[scratch.id()] = bare, scratch
+
+	rep, err := c.Drain(context.Background(), "n1", DrainOptions{Timeout: 5 * time.Second, Force: true, DeleteEmptyDirData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"web/a", "web/bare", "web/guarded", "web/scratch"}, rep.Evicted); diff != "" {
+		t.Errorf("evicted (-want +got):\n%s", diff)
+	}
+}
+
+func TestDrainEvictsEmptyDirPodsAnnotatedSafe(t *testing.T) {
+	a, c := newDrainAPI(0)
+	scratch := withEmptyDir(pod("web", "scratch", "ReplicaSet", map[string]string{SafeToEvictVolumesAnnotation: "cache, tmp"}), "cache", "tmp")
+	a.pods[scratch.id()] = scratch
+	if _, err := c.Drain(context.Background(), "n1", DrainOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.pods[scratch.id()]; ok {
+		t.Error("a pod whose emptyDir volumes are all annotated safe was not evicted")
 	}
 }

@@ -99,6 +99,9 @@ func (c Config) checkPluginLinks() []string {
 	return problems
 }
 
+// confMode is the network list's mode: only containerd (root) reads it.
+const confMode = 0o600
+
 // confPath is the installed network list.
 func (c Config) confPath() string { return filepath.Join(c.ConfDir, c.ConfName) }
 
@@ -120,7 +123,8 @@ func ValidateConfList(ctx context.Context, list []byte, binDir string) error {
 // after libcni validated it against the plugins.
 func (c Config) syncConfList(ctx context.Context, list []byte) ([]string, error) {
 	if have, err := os.ReadFile(c.confPath()); err == nil && bytes.Equal(have, list) {
-		return nil, nil
+		// Root's alone (CIS 1.1.9), also where an earlier clusterctl wrote it 0644.
+		return nil, os.Chmod(c.confPath(), confMode)
 	}
 	if err := ValidateConfList(ctx, list, c.BinDir); err != nil {
 		return nil, fmt.Errorf("not installing %s: %w", c.confPath(), err)
@@ -131,7 +135,7 @@ func (c Config) syncConfList(ctx context.Context, list []byte) ([]string, error)
 	// The temporary name has no CNI extension, so containerd, which
 	// watches the folder, never loads a half-written file.
 	tmp := filepath.Join(c.ConfDir, "."+c.ConfName+".tmp")
-	if err := writeSync(tmp, list, 0o644); err != nil {
+	if err := writeSync(tmp, list, confMode); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, c.confPath()); err != nil {

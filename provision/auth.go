@@ -66,12 +66,13 @@ func hasKey(list []ssh.Signer, k ssh.PublicKey) bool {
 	return false
 }
 
-// loadIdentity reads one private key file. An encrypted key is opened with
-// the passphrase from the environment or the prompt; when neither is there
-// and the agent has keys, the file is skipped (nil, nil), since the agent
-// usually holds it.
+// loadIdentity reads one private key file (a regular file of at most
+// maxKeyFileSize). An encrypted key is opened with the passphrase from the
+// environment variable the Config names, or else from the prompt; when
+// neither is there and the agent has keys, the file is skipped (nil, nil),
+// since the agent usually holds it.
 func loadIdentity(file string, c Config, haveAgent bool) (ssh.Signer, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := readLocalFile(file, maxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("identity file: %w", err)
 	}
@@ -83,26 +84,45 @@ func loadIdentity(file string, c Config, haveAgent bool) (ssh.Signer, error) {
 		}
 		return s, nil
 	}
-	var pass []byte
-	switch {
-	case c.PassphraseEnv != "" && os.Getenv(c.PassphraseEnv) != "":
-		pass = []byte(os.Getenv(c.PassphraseEnv))
-	case c.Passphrase != nil:
-		if pass, err = c.Passphrase(file); err != nil {
-			return nil, fmt.Errorf("identity file %s: passphrase: %w", file, err)
-		}
-	case haveAgent:
-		return nil, nil
-	default:
-		hint := fmt.Sprintf("add it to ssh-agent (ssh-add %s)", file)
-		if c.PassphraseEnv != "" {
-			hint = fmt.Sprintf("environment variable %s is empty; set it, or %s", c.PassphraseEnv, hint)
-		}
-		return nil, fmt.Errorf("identity file %s is encrypted: %s", file, hint)
+	pass, skip, err := passphrase(file, c, haveAgent)
+	if skip || err != nil {
+		return nil, err
 	}
 	s, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
 	if err != nil {
 		return nil, fmt.Errorf("identity file %s: wrong passphrase or unreadable key: %w", file, err)
 	}
 	return s, nil
+}
+
+// passphrase finds the passphrase of an encrypted identity file; skip says
+// to leave the file to the agent, which has keys.
+func passphrase(file string, c Config, haveAgent bool) (pass []byte, skip bool, err error) {
+	agentHint := fmt.Sprintf("add the key to ssh-agent (ssh-add %s)", file)
+	if c.PassphraseEnv != "" {
+		v, set := os.LookupEnv(c.PassphraseEnv)
+		switch {
+		case v != "":
+			return []byte(v), false, nil
+		case haveAgent:
+			return nil, true, nil
+		case set:
+			return nil, false, fmt.Errorf("identity file %s is encrypted, but environment variable %s (named by identity_passphrase_env) is empty; set it to the passphrase, or %s",
+				file, c.PassphraseEnv, agentHint)
+		default:
+			return nil, false, fmt.Errorf("identity file %s is encrypted, but environment variable %s (named by identity_passphrase_env) is not set; export it with the passphrase, or %s",
+				file, c.PassphraseEnv, agentHint)
+		}
+	}
+	switch {
+	case c.Passphrase != nil:
+		pass, err := c.Passphrase(file)
+		if err != nil {
+			return nil, false, fmt.Errorf("identity file %s: passphrase: %w", file, err)
+		}
+		return pass, false, nil
+	case haveAgent:
+		return nil, true, nil
+	}
+	return nil, false, fmt.Errorf("identity file %s is encrypted: %s", file, agentHint)
 }

@@ -1,9 +1,10 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -120,8 +121,8 @@ func (c Config) sshConfigs(home string) ([]*ssh_config.Config, error) {
 	}
 	var out []*ssh_config.Config
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if os.IsNotExist(err) && c.SSHConfigFile == "" {
+		b, err := readLocalFile(f, maxSSHConfigSize)
+		if errors.Is(err, fs.ErrNotExist) && c.SSHConfigFile == "" {
 			continue
 		}
 		if err != nil {

@@ -11,11 +11,16 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// maxRefused is how many dials in a row a refused connection gets: about
+// 2 s, enough for an sshd that is starting, short of a whole connect
+// timeout spent on a port where nothing listens.
+const maxRefused = 4
+
 // Dial connects to the host cfg describes, through its jump hosts, checks
 // its host key, authenticates, and sets up sudo. Transient failures
-// (refused, unreachable, reset, timed out) are retried with backoff until
-// cfg.ConnectTimeout has passed; authentication and host key failures are
-// returned at once. Every error is an *Error naming host, address and step.
+// (unreachable, reset, timed out) are retried with backoff until
+// cfg.ConnectTimeout has passed, a refused connection maxRefused times;
+// authentication and host key failures are returned at once. Every error is an *Error naming host, address and step.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	e, err := cfg.resolve()
 	if err != nil {
@@ -25,6 +30,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	defer cancel()
 
 	backoff := 250 * time.Millisecond
+	refused := 0
 	for attempt := 1; ; attempt++ {
 		c, ferr := dialOnce(dctx, e)
 		if ferr == nil {
@@ -42,6 +48,13 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		if !IsTransient(ferr) {
 			return nil, ferr
+		}
+		if errors.Is(ferr, ErrRefused) {
+			if refused++; refused >= maxRefused {
+				return nil, ferr
+			}
+		} else {
+			refused = 0
 		}
 		t := time.NewTimer(backoff)
 		select {

@@ -54,7 +54,11 @@ var (
 	// ErrTransient matches every error for which a later retry may succeed.
 	ErrTransient = errors.New("transient error")
 
-	ErrUnreachable    error = &sentinel{"host unreachable", true}
+	ErrUnreachable error = &sentinel{"host unreachable", true}
+	// ErrRefused is a TCP connection refused: the host is up, nothing
+	// listens on the port. Dial retries it only briefly (maxRefused), for
+	// an sshd that is just starting.
+	ErrRefused        error = &sentinel{"connection refused", true}
 	ErrTimeout        error = &sentinel{"timed out", true}
 	ErrConnectionLost error = &sentinel{"connection lost", true}
 
@@ -86,15 +90,29 @@ func (e *ExitError) Error() string {
 	return msg
 }
 
+// refusedError is a connection refused, worded for a sysadmin; the dial
+// error stays reachable through errors.Is / As.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string {
+	return "connection refused: the host answers but nothing listens on that port (is sshd running, is the port right?)"
+}
+
+func (e *refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
+
 // classifyNetErr tags a dial or handshake error with the sentinel that says
 // whether retrying helps. Unknown errors are returned as they are
-// (permanent).
+// (permanent), and so are errors tagged already.
 func classifyNetErr(err error) error {
 	if err == nil {
 		return nil
 	}
 	var dnsErr *net.DNSError
 	switch {
+	case tagged(err):
+		return err
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &refusedError{err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.As(err, &dnsErr):
@@ -102,7 +120,7 @@ func classifyNetErr(err error) error {
 			return err // a typo in a host name does not heal by retrying
 		}
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
+	case errors.Is(err, syscall.EHOSTUNREACH),
 		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -113,6 +131,16 @@ func classifyNetErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	return err
+}
+
+// tagged reports whether err carries one of the sentinels already.
+func tagged(err error) bool {
+	for _, s := range []error{ErrUnreachable, ErrRefused, ErrTimeout, ErrConnectionLost, ErrAuth, ErrHostKeyUnknown, ErrHostKeyChanged, ErrSudo} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // tail returns at most the last n bytes of b, starting at a line boundary

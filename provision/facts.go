@@ -72,6 +72,10 @@ kv cpus "$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
 kv mem_kb "$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 kv swaps "$(($(wc -l < /proc/swaps) - 1))"
 kv capeff "$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)"
+# Look for tools where the agent's components will (agent/process.go's
+# PATH), not only on the login user's PATH: without sudo a non-root user's
+# PATH often lacks /usr/sbin, where iptables lives.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 for t in ` + factTools + `; do
   p=$(command -v "$t" 2>/dev/null) && kv "tool.$t" "$p"
 done

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"testing"
@@ -72,5 +73,26 @@ func TestFactsReadsClusterctlFiles(t *testing.T) {
 	}
 	if f.CPUs < 1 || f.Kernel == "" || f.Tools["sh"] != "" {
 		t.Errorf("facts: %+v", f)
+	}
+}
+
+// The tool check looks where the components will, whatever the login
+// user's PATH (without sudo, a non-root user's often lacks /usr/sbin).
+func TestFactsFindSbinToolsWithAUserPath(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/iptables"); err != nil {
+		t.Skip("no /usr/sbin/iptables on this machine")
+	}
+	cmd := exec.Command("/bin/sh", "-c", factsScript(t.TempDir()))
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseFacts(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Tools["iptables"] != "/usr/sbin/iptables" {
+		t.Errorf("tool.iptables = %q with PATH=/usr/bin:/bin, want /usr/sbin/iptables", f.Tools["iptables"])
 	}
 }

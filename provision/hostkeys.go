@@ -3,7 +3,7 @@ package provision
 import (
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,32 +22,121 @@ type hostKeys struct {
 	name   string // host name for messages
 }
 
-// db loads the known_hosts files that exist; missing ones count as empty.
-func (h *hostKeys) db() (ssh.HostKeyCallback, error) {
-	var existing []string
-	for _, f := range h.files {
-		if _, err := os.Stat(f); err == nil {
-			existing = append(existing, f)
-		} else if !os.IsNotExist(err) {
-			return nil, err
-		}
-	}
-	return knownhosts.New(existing...)
+// knownHostsDB is the known_hosts files as loaded: x/crypto's matcher, and
+// where the @cert-authority lines are. The matcher takes a CA line for a
+// host key of every host it names; OpenSSH does not, and neither do we:
+// CA lines are left out of plain-key matching (host certificates are not
+// offered, so a CA vouches for nothing here). @revoked lines are honoured:
+// a revoked key is refused even when another line lists it.
+type knownHostsDB struct {
+	match ssh.HostKeyCallback
+	ca    map[lineRef]bool
 }
 
-// known returns the keys recorded for addr.
-func (h *hostKeys) known(addr string) ([]knownhosts.KnownKey, error) {
-	cb, err := h.db()
+type lineRef struct {
+	file string
+	line int
+}
+
+// hostKeyVerdict is what known_hosts says about one key of one host.
+type hostKeyVerdict struct {
+	revoked *knownhosts.KnownKey // the @revoked line that names the key
+	ok      bool                 // a plain line for the host lists the key
+	want    []knownhosts.KnownKey
+	ca      []knownhosts.KnownKey // @cert-authority lines naming the host
+}
+
+// db loads the known_hosts files that exist; missing ones count as empty.
+// Each must be a regular file of at most maxKnownHostsSize.
+func (h *hostKeys) db() (*knownHostsDB, error) {
+	d := &knownHostsDB{ca: map[lineRef]bool{}}
+	var existing []string
+	for _, f := range h.files {
+		b, err := readLocalFile(f, maxKnownHostsSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := d.scan(f, b); err != nil {
+			return nil, err
+		}
+		existing = append(existing, f)
+	}
+	match, err := knownhosts.New(existing...)
 	if err != nil {
 		return nil, err
 	}
-	// A key that cannot match makes knownhosts list every recorded key.
-	err = cb(addr, &net.TCPAddr{IP: net.IPv4zero}, probeKey{})
-	var ke *knownhosts.KeyError
-	if errors.As(err, &ke) {
-		return ke.Want, nil
+	d.match = match
+	return d, nil
+}
+
+// maxKnownHostsLine is the longest line x/crypto's reader accepts.
+const maxKnownHostsLine = 64 << 10
+
+// scan notes the @cert-authority lines of one file and refuses lines too
+// long to be read.
+func (d *knownHostsDB) scan(file string, b []byte) error {
+	for i, line := range strings.Split(string(b), "\n") {
+		if len(line) >= maxKnownHostsLine {
+			return fmt.Errorf("%s:%d: line longer than %d bytes; that is not a known_hosts file", file, i+1, maxKnownHostsLine)
+		}
+		word, _, _ := strings.Cut(strings.TrimLeft(line, " \t"), " ")
+		word, _, _ = strings.Cut(word, "\t")
+		if word == "@cert-authority" {
+			d.ca[lineRef{file, i + 1}] = true
+		}
 	}
-	return nil, err
+	return nil
+}
+
+// recorded returns the lines that match addr, host keys and CA lines apart.
+func (d *knownHostsDB) recorded(addr string) (keys, ca []knownhosts.KnownKey, err error) {
+	// A key that cannot match makes knownhosts list every matching line.
+	err = d.match(addr, &net.TCPAddr{IP: net.IPv4zero}, probeKey{})
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) {
+		return nil, nil, err
+	}
+	for _, k := range ke.Want {
+		if d.ca[lineRef{k.Filename, k.Line}] {
+			ca = append(ca, k)
+		} else {
+			keys = append(keys, k)
+		}
+	}
+	return keys, ca, nil
+}
+
+// verdict checks key for addr.
+func (d *knownHostsDB) verdict(addr string, remote net.Addr, key ssh.PublicKey) (hostKeyVerdict, error) {
+	var v hostKeyVerdict
+	var re *knownhosts.RevokedError
+	if err := d.match(addr, remote, key); errors.As(err, &re) {
+		v.revoked = &re.Revoked
+		return v, nil
+	}
+	var err error
+	if v.want, v.ca, err = d.recorded(addr); err != nil {
+		return v, err
+	}
+	for _, w := range v.want {
+		if string(w.Key.Marshal()) == string(key.Marshal()) {
+			v.ok = true
+		}
+	}
+	return v, nil
+}
+
+// known returns the host keys recorded for addr (CA lines left out).
+func (h *hostKeys) known(addr string) ([]knownhosts.KnownKey, error) {
+	d, err := h.db()
+	if err != nil {
+		return nil, err
+	}
+	keys, _, err := d.recorded(addr)
+	return keys, err
 }
 
 // probeKey is a public key no host has.
@@ -101,39 +190,47 @@ func contains(list []string, s string) bool {
 
 // check is the ssh.HostKeyCallback.
 func (h *hostKeys) check(addr string, remote net.Addr, key ssh.PublicKey) error {
-	cb, err := h.db()
+	if _, ok := key.(*ssh.Certificate); ok {
+		return fmt.Errorf("%w: %s offers a host certificate; clusterctl checks plain host keys only", ErrHostKeyUnknown, h.name)
+	}
+	d, err := h.db()
 	if err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
-	err = cb(addr, remote, key)
-	var ke *knownhosts.KeyError
-	var re *knownhosts.RevokedError
+	v, err := d.verdict(addr, remote, key)
 	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &re):
-		return fmt.Errorf("%w: %s offers %s key %s, which %s:%d marks @revoked; refusing to connect",
-			ErrHostKeyChanged, h.name, key.Type(), ssh.FingerprintSHA256(key), re.Revoked.Filename, re.Revoked.Line)
-	case errors.As(err, &ke) && len(ke.Want) > 0:
-		return h.changed(addr, key, ke.Want)
-	case errors.As(err, &ke):
-		if h.policy == HostKeyAcceptNew {
-			return h.record(addr, remote, key)
-		}
-		return h.unknown(addr, key)
-	default:
+	case err != nil:
 		return fmt.Errorf("known_hosts: %w", err)
+	case v.revoked != nil:
+		return h.revoked(key, *v.revoked)
+	case v.ok:
+		return nil
+	case len(v.want) > 0:
+		return h.changed(addr, key, v.want)
+	case h.policy == HostKeyAcceptNew:
+		return h.record(addr, remote, key)
 	}
+	return h.unknown(addr, key, v.ca)
 }
 
-func (h *hostKeys) unknown(addr string, key ssh.PublicKey) error {
+func (h *hostKeys) revoked(key ssh.PublicKey, line knownhosts.KnownKey) error {
+	return fmt.Errorf("%w: %s offers %s key %s, which %s:%d marks @revoked; refusing to connect",
+		ErrHostKeyChanged, h.name, key.Type(), ssh.FingerprintSHA256(key), line.Filename, line.Line)
+}
+
+func (h *hostKeys) unknown(addr string, key ssh.PublicKey, ca []knownhosts.KnownKey) error {
 	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, key)
-	return fmt.Errorf(`%w: %s offers %s key %s, which is not in %s.
+	note := ""
+	if len(ca) > 0 {
+		note = fmt.Sprintf("\n(%s:%d is a @cert-authority line for it, but clusterctl checks plain host keys only, as OpenSSH does for a host that offers no certificate)",
+			ca[0].Filename, ca[0].Line)
+	}
+	return fmt.Errorf(`%w: %s offers %s key %s, which is not in %s.%s
 Check that fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then either
   add this line to %s:
     %s
   or connect once with host_key_policy = "accept-new" in the cluster spec's ssh block`,
-		ErrHostKeyUnknown, h.name, key.Type(), ssh.FingerprintSHA256(key), strings.Join(h.files, ", "),
+		ErrHostKeyUnknown, h.name, key.Type(), ssh.FingerprintSHA256(key), strings.Join(h.files, ", "), note,
 		keyFileKind(key), h.files[0], line)
 }
 
@@ -183,28 +280,45 @@ func (h *hostKeys) record(addr string, remote net.Addr, key ssh.PublicKey) error
 	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
 
 	// Another dial may have recorded this host while we waited for the lock.
-	cb, err := h.db()
+	d, err := h.db()
 	if err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
-	var ke *knownhosts.KeyError
-	switch err := cb(addr, remote, key); {
-	case err == nil:
+	v, err := d.verdict(addr, remote, key)
+	switch {
+	case err != nil:
+		return fmt.Errorf("known_hosts: %w", err)
+	case v.revoked != nil:
+		return h.revoked(key, *v.revoked)
+	case v.ok:
 		return nil
-	case errors.As(err, &ke) && len(ke.Want) > 0:
-		return h.changed(addr, key, ke.Want)
+	case len(v.want) > 0:
+		return h.changed(addr, key, v.want)
 	}
 
-	content, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Errorf("known_hosts: %w", err)
-	}
 	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, key) + "\n"
-	if len(content) > 0 && content[len(content)-1] != '\n' {
+	complete, err := endsInNewline(f)
+	if err != nil {
+		return fmt.Errorf("known_hosts: %s: %w", file, err)
+	}
+	if !complete {
 		line = "\n" + line
 	}
 	if _, err := f.WriteString(line); err != nil {
 		return fmt.Errorf("known_hosts: append to %s: %w", file, err)
 	}
 	return f.Sync()
+}
+
+// endsInNewline reports whether f is empty or ends with a newline.
+func endsInNewline(f *os.File) (bool, error) {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return true, err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, st.Size()-1); err != nil {
+		return false, err
+	}
+	return last[0] == '\n', nil
 }

@@ -29,7 +29,7 @@ func TestErrorClassification(t *testing.T) {
 		sentinel  error
 		transient bool
 	}{
-		{refused, ErrUnreachable, true},
+		{refused, ErrRefused, true},
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), ErrTimeout, true},
 		{&net.DNSError{Err: "no such host", Name: "typo", IsNotFound: true}, nil, false},
 		{&net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true}, ErrUnreachable, true},
@@ -213,5 +213,32 @@ func TestHostKeyAlgorithmsFollowRecordedKeys(t *testing.T) {
 	}
 	if err := h.check("10.0.0.2:22", remote, newPub(t, false)); !errors.Is(err, ErrHostKeyChanged) {
 		t.Errorf("another key after accept-new: %v", err)
+	}
+}
+
+func TestDialGivesUpSoonOnARefusedPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now
+
+	_, err = Dial(context.Background(), Config{Name: "closed", Host: "127.0.0.1", Port: port, SSHConfigFile: "none", ConnectTimeout: time.Minute})
+	var pe *Error
+	if !errors.As(err, &pe) || !errors.Is(err, ErrRefused) {
+		t.Fatalf("want a refused *Error, got %v", err)
+	}
+	if pe.Attempts != maxRefused {
+		t.Errorf("%d attempts, want %d (not a whole connect timeout)", pe.Attempts, maxRefused)
+	}
+	msg := err.Error()
+	for _, s := range []string{"closed", "connect", "nothing listens", "is sshd running"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("message %q does not say %q", msg, s)
+		}
+	}
+	if strings.Contains(msg, "unreachable") {
+		t.Errorf("message %q calls an answering host unreachable", msg)
 	}
 }

@@ -143,6 +143,7 @@ func build(specFiles []*hcl.File, varFiles []varFile, in VarInputs, baseDir stri
 	b.images(c, blocks["image"])
 	b.registries(c, blocks["registry"])
 	b.artifacts(c, blocks["artifacts"])
+	b.security(c, blocks["security"]) // security.go
 	b.crossChecks(c, raws)
 	return c, append(diags, b.diags...)
 }
@@ -194,8 +195,8 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 		return
 	}
 	c.name, c.declRange = blk.Labels[0], blk.DefRange
-	if !dnsLabel(c.name) {
-		b.errorf(blk.LabelRanges[0].Ptr(), "Invalid cluster name", "The cluster name %q must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit.", c.name)
+	if err := CheckClusterName(c.name); err != nil {
+		b.errorf(blk.LabelRanges[0].Ptr(), "Invalid cluster name", "The %s.", err)
 	}
 	content, diags := blk.Body.Content(clusterSchema())
 	b.diags = append(b.diags, diags...)
@@ -206,6 +207,8 @@ func (b *builder) cluster(c *Cluster, blocks hcl.Blocks) {
 	if kv.set {
 		b.kvRange = kv.rng
 		if v, err := skew.Parse(kv.v); err != nil {
+			b.valueErr(kv.field, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
+		} else if err := checkRelease(kv.v); err != nil {
 			b.valueErr(kv.field, "Invalid version", "kubernetes_version: %s.", versionError(kv.field, err))
 		} else if rel, err := bundle.ReleaseFor(v.String()); err != nil {
 			b.valueErr(kv.field, "Unsupported Kubernetes version", "kubernetes_version %s is not one clusterctl ships: supported versions are %s.", kv.show(kv.v), strings.Join(supportedKubernetes(), ", "))
@@ -554,6 +557,12 @@ func (b *builder) upgrade(c *Cluster, blk *hcl.Block) {
 	}
 	if d := b.boolean(a, "drain"); d.set {
 		c.upgrade.Drain = d.v
+	}
+	if d := b.boolean(a, "drain_force"); d.set {
+		c.upgrade.DrainForce = d.v
+	}
+	if d := b.boolean(a, "drain_delete_emptydir_data"); d.set {
+		c.upgrade.DrainDeleteEmptyDirData = d.v
 	}
 	duration := func(name string, dst *time.Duration) {
 		f := b.str(a, name)

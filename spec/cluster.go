@@ -48,6 +48,7 @@ type Cluster struct {
 	registries        []Registry
 	artifacts         Artifacts
 	upgrade           UpgradePolicy
+	security          *Security // nil: defaults (security.go)
 	variables         []Variable
 	files             []string
 	declRange         hcl.Range
@@ -176,6 +177,11 @@ type UpgradePolicy struct {
 	DrainTimeout    time.Duration // how long a drain may take (5m)
 	GateTimeout     time.Duration // how long a component may take to become healthy (2m)
 	KeepGenerations int           // earlier generations kept on each host for rollback (2)
+
+	// A drain refuses, as kubectl drain does, pods no controller manages
+	// and pods with emptyDir data, unless these allow them (false).
+	DrainForce              bool // evict pods no controller manages (kubectl drain --force)
+	DrainDeleteEmptyDirData bool // evict pods with emptyDir volumes (kubectl drain --delete-emptydir-data)
 }
 
 func defaultUpgrade() UpgradePolicy {

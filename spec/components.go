@@ -76,7 +76,11 @@ func (b *builder) components(c *Cluster, blocks hcl.Blocks) map[string]*rawCompo
 		}
 		raws[name] = r
 		if v := r.version; v.set {
-			if pv, err := skew.Parse(v.v); err != nil {
+			pv, err := skew.Parse(v.v)
+			if err == nil {
+				err = checkRelease(v.v)
+			}
+			if err != nil {
 				b.valueErr(v.field, "Invalid version", "Version of %s: %s.", name, versionError(v.field, err))
 				r.version.set = false
 			} else {

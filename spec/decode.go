@@ -27,12 +27,13 @@ type field struct {
 	sensitive bool
 }
 
-// show renders s for a diagnostic, hiding sensitive values.
+// show renders s for a diagnostic, hiding sensitive values and clipping
+// long ones.
 func (f field) show(s string) string {
 	if f.sensitive {
 		return "(sensitive)"
 	}
-	return fmt.Sprintf("%q", s)
+	return quote(s)
 }
 
 type strField struct {

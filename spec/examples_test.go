@@ -58,7 +58,7 @@ func TestLabExample(t *testing.T) {
 		t.Errorf("etcd hosts %v", e)
 	}
 	api, _ := c.Component("kube-apiserver")
-	if api.Version != "1.37.2" || api.VersionSet || api.ExtraArgs["audit-log-maxage"] != "7" {
+	if api.Version != "1.37.2" || api.VersionSet || api.ExtraArgs["audit-log-maxage"] != "30" {
 		t.Errorf("kube-apiserver %+v", api)
 	}
 	etcd, _ := c.Component("etcd")

@@ -56,8 +56,8 @@ func (b *builder) hosts(c *Cluster, blocks hcl.Blocks) {
 			continue
 		}
 		byName[h.name] = h
-		if !dnsSubdomain(h.name) {
-			b.errorf(&h.labelRng, "Invalid host name", "Host name %q becomes the Kubernetes node name, so it must be a lower-case DNS name: letters, digits, '-' and '.', starting and ending with a letter or digit.", h.name)
+		if problem := subdomainProblem(h.name); problem != "" {
+			b.errorf(&h.labelRng, "Invalid host name", "Host name %s becomes the Kubernetes node name, so it must be a lower-case DNS name: %s.", quote(h.name), problem)
 		}
 		if h.ssh != nil {
 			if h.port.set && h.ssh.port.set {
@@ -87,25 +87,49 @@ func (b *builder) hosts(c *Cluster, blocks hcl.Blocks) {
 			if err := labelKey(k); err != nil {
 				b.errorf(keyRange(h.labels.expr, k).Ptr(), "Invalid label", "Label key %q of host %q: %s.", k, h.name, err)
 			} else if !labelValueOK(v) {
-				shown := fmt.Sprintf("%q", v)
+				shown := quote(v)
 				if h.labels.sensitive[k] {
 					shown = "(sensitive)"
 				}
-				b.errorf(keyRange(h.labels.expr, k).Ptr(), "Invalid label", "Label %q of host %q has value %s; a label value is at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.", k, h.name, shown)
+				b.errorf(keyRange(h.labels.expr, k).Ptr(), "Invalid label", "Label %q of host %q has value %s; %s.", k, h.name, shown, labelValueRule(v))
 			}
 			host.Labels[k] = v
 		}
-		for i, s := range h.taints.v {
-			t, err := parseTaint(s)
-			if err != nil {
-				b.errorf(elemRange(h.taints.expr, i).Ptr(), "Invalid taint", "Taint %s of host %q: %s.", h.taints.show(s), h.name, err)
-				continue
-			}
-			host.Taints = append(host.Taints, t)
-		}
+		host.Taints = b.hostTaints(h)
 		b.rawHosts = append(b.rawHosts, h)
 		c.hosts = append(c.hosts, host)
 	}
+}
+
+// hostTaints parses the taints list, refusing a second taint with the key
+// and effect of an earlier one (the API server refuses such a node).
+func (b *builder) hostTaints(h *rawHost) []Taint {
+	var out []Taint
+	seen := map[[2]string]int{} // key and effect: index in the list
+	for i, s := range h.taints.v {
+		rng := elemRange(h.taints.expr, i)
+		t, err := parseTaint(s)
+		if err != nil {
+			b.errorf(&rng, "Invalid taint", "Taint %s of host %q: %s.", h.taints.show(s), h.name, err)
+			continue
+		}
+		id := [2]string{t.Key, t.Effect}
+		if j, dup := seen[id]; dup {
+			b.errorf(&rng, "Duplicate taint", "Host %q has two taints with key %q and effect %s (the first at %s); Kubernetes allows one taint per key and effect.", h.name, t.Key, t.Effect, at(elemRange(h.taints.expr, j)))
+			continue
+		}
+		seen[id] = i
+		out = append(out, t)
+	}
+	return out
+}
+
+// labelValueRule names the limit a label value breaks.
+func labelValueRule(v string) string {
+	if len(v) > 63 {
+		return fmt.Sprintf("it is %d characters, and a label value is at most 63 characters", len(v))
+	}
+	return "a label value is at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 }
 
 // hostAddresses checks address and internal_address: well formed, unique,
@@ -149,6 +173,9 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 		b.valueErr(nodeField.field, "Invalid address", "Host %q has address %s, which cannot be a node address.", h.name, node)
 		return
 	}
+	if b.mixedFamily(c, h, nodeField, node) {
+		return
+	}
 	for _, r := range []struct {
 		name string
 		p    netip.Prefix
@@ -164,6 +191,32 @@ func (b *builder) hostAddresses(c *Cluster, h *rawHost, host *Host, byAddr map[s
 		return
 	}
 	byNodeAddr[node] = h
+}
+
+// mixedFamily refuses a node address of another family than the pod and
+// Service ranges: clusterctl builds single-stack clusters (one pod CIDR
+// per node, one Service range), so an IPv6 node in an IPv4 cluster or the
+// reverse could not route pods or reach Services.
+func (b *builder) mixedFamily(c *Cluster, h *rawHost, f strField, node netip.Addr) bool {
+	pod, svc := c.podCIDR, c.serviceCIDR
+	if !pod.IsValid() || !svc.IsValid() || pod.Addr().Is4() != svc.Addr().Is4() || pod.Addr().Is4() == node.Is4() {
+		return false // nothing to compare with, or the ranges are already refused
+	}
+	fam, rangeFam := "IPv6", "IPv4"
+	if node.Is4() {
+		fam, rangeFam = rangeFam, fam
+	}
+	b.valueErr(f.field, "Mixed address families", "Host %q has the %s address %s, but pod_cidr %s and service_cidr %s are %s. clusterctl builds single-stack clusters (dual-stack is not supported): give the host an %s %s, or use %s ranges.",
+		h.name, fam, node, c.podCIDR, c.serviceCIDR, rangeFam, rangeFam, addrAttr(f), fam)
+	return true
+}
+
+// addrAttr names the attribute a node address comes from.
+func addrAttr(f strField) string {
+	if f.name == "internal_address" {
+		return "internal_address"
+	}
+	return "address (or internal_address)"
 }
 
 // hostRoles checks the roles list.

@@ -30,7 +30,7 @@ func Load(dir string, vars VarInputs) (*Cluster, hcl.Diagnostics) {
 	}
 	files, diags := ReadDir(dir, vars)
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, finish(diags)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -41,7 +41,9 @@ func Load(dir string, vars VarInputs) (*Cluster, hcl.Diagnostics) {
 }
 
 // ReadDir returns the files Load would read, keyed by their name relative
-// to dir (a -var-file keeps the path as given).
+// to dir (a -var-file keeps the path as given). Every read is bounded by
+// MaxFileSize and refuses what is not a regular file; a spec file that is
+// a symlink is read only when it resolves inside dir (see ReadSpecFile).
 func ReadDir(dir string, vars VarInputs) (map[string][]byte, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	entries, err := os.ReadDir(dir)
@@ -49,37 +51,63 @@ func ReadDir(dir string, vars VarInputs) (map[string][]byte, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read the spec folder", Detail: err.Error()}}
 	}
 	files := map[string][]byte{}
-	for _, e := range entries {
-		name := e.Name()
-		if !SpecFileName(name) && !strings.HasSuffix(name, AutoVarsSuffix) {
-			continue
-		}
-		if !e.Type().IsRegular() && e.Type()&os.ModeSymlink == 0 {
-			continue
-		}
-		src, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read spec file", Detail: err.Error()})
-			continue
+	total := 0
+	add := func(name string, src []byte) bool {
+		total += len(src)
+		if total > MaxSpecSize {
+			diags = append(diags, specTooLarge(name))
+			return false
 		}
 		files[name] = src
+		return true
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !SpecFileName(name) && !strings.HasSuffix(name, AutoVarsSuffix) || e.IsDir() {
+			continue
+		}
+		src, err := ReadSpecFile(dir, name)
+		if err != nil {
+			diags = append(diags, fileDiag("Cannot read spec file", err))
+			continue
+		}
+		if !add(name, src) {
+			return files, diags
+		}
 	}
 	for _, a := range vars.Args {
 		if !a.File {
 			continue
 		}
-		p := a.Value
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		src, err := os.ReadFile(p)
+		src, err := readVarFileArg(dir, a.Value)
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read -var-file", Detail: err.Error()})
+			diags = append(diags, fileDiag("Cannot read -var-file", err))
 			continue
 		}
-		files[a.Value] = src
+		if !add(a.Value, src) {
+			return files, diags
+		}
 	}
 	return files, diags
+}
+
+// specTooLarge reports the file that takes a spec past MaxSpecSize.
+func specTooLarge(name string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Spec too large",
+		Detail: fmt.Sprintf("%s: the spec and variable files together are larger than %s.", name, sizeText(MaxSpecSize))}
+}
+
+// readVarFileArg reads a -var-file: relative paths are relative to dir,
+// and one inside dir follows the symlink rule of the spec files.
+func readVarFileArg(dir, p string) ([]byte, error) {
+	if insideLexically(p) {
+		return ReadSpecFile(dir, p)
+	}
+	path := p
+	if !filepath.IsAbs(p) {
+		path = filepath.Join(dir, p)
+	}
+	return ReadFile(path, p, MaxFileSize)
 }
 
 // SpecFileName reports whether a file name is part of a spec folder: *.hcl,
@@ -106,7 +134,15 @@ func parse(files map[string][]byte, vars VarInputs, baseDir string) (*Cluster, h
 	}
 	var specFiles []*hcl.File
 	var varFiles []varFile
+	refused, total := false, 0
 	for _, name := range sortedKeys(files) {
+		if total += len(files[name]); total > MaxSpecSize && !refused {
+			diags, refused = append(diags, specTooLarge(name)), true
+		}
+		if d := checkSource(files[name], name); d != nil {
+			diags, refused = append(diags, d), true
+			continue
+		}
 		f, fdiags := hclsyntax.ParseConfig(files[name], name, hcl.InitialPos)
 		diags = append(diags, fdiags...)
 		switch {
@@ -118,6 +154,9 @@ func parse(files map[string][]byte, vars VarInputs, baseDir string) (*Cluster, h
 			specFiles = append(specFiles, f)
 		}
 	}
+	if refused {
+		return nil, finish(diags)
+	}
 	for _, a := range vars.Args {
 		if _, ok := files[a.Value]; a.File && !ok {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing -var-file", Detail: fmt.Sprintf("The file %q given with -var-file was not provided.", a.Value)})
@@ -128,14 +167,30 @@ func parse(files map[string][]byte, vars VarInputs, baseDir string) (*Cluster, h
 			Detail: "The folder has no *.hcl files. Run `clusterctl init` to write a starter spec, or use -chdir=DIR to point at a spec folder."})
 	}
 	if diags.HasErrors() {
-		return nil, sortDiagnostics(diags)
+		return nil, finish(diags)
 	}
 	c, bdiags := build(specFiles, varFiles, vars, baseDir)
-	diags = sortDiagnostics(append(diags, bdiags...))
+	diags = finish(append(diags, bdiags...))
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	return c, diags
+}
+
+// checkSource refuses, before the HCL parser sees it, a file larger than
+// MaxFileSize or nested deeper than the parser can take.
+func checkSource(src []byte, name string) *hcl.Diagnostic {
+	if len(src) > MaxFileSize {
+		return fileDiag("Cannot read spec file", tooLarge(name, MaxFileSize))
+	}
+	return CheckNesting(src, name)
+}
+
+// finish sorts the diagnostics and clips the user values they quote.
+func finish(diags hcl.Diagnostics) hcl.Diagnostics {
+	diags = sortDiagnostics(diags)
+	clipDiagnostics(diags)
+	return diags
 }
 
 // sortDiagnostics orders diagnostics by file and position (those without a

@@ -190,3 +190,45 @@ func plural(n int, word string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
+
+// CheckClusterName applies the rule for cluster names (a DNS label), for
+// the spec and for `clusterctl init -name`.
+func CheckClusterName(name string) error {
+	if dnsLabel(name) {
+		return nil
+	}
+	return fmt.Errorf("cluster name %s must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit", quote(name))
+}
+
+// subdomainProblem says why s is not a DNS subdomain (a node name): which
+// limit it breaks, or which label is malformed. "" when s is one.
+func subdomainProblem(s string) string {
+	if dnsSubdomain(s) {
+		return ""
+	}
+	if len(s) > 253 {
+		return fmt.Sprintf("it is %d characters, and a DNS name is at most 253 characters", len(s))
+	}
+	for _, l := range strings.Split(s, ".") {
+		if len(l) > 63 {
+			return fmt.Sprintf("its part %s is %d characters, and each dot-separated part (a DNS label) is at most 63 characters", quote(l), len(l))
+		}
+	}
+	return "letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit and at most 63 characters"
+}
+
+// checkRelease refuses a version that is not a plain release
+// MAJOR.MINOR.PATCH (an optional leading "v" aside): pre-release and build
+// suffixes name no release clusterctl ships, and a build suffix would be
+// dropped without a word.
+func checkRelease(s string) error {
+	parts := strings.Split(strings.TrimPrefix(s, "v"), ".")
+	ok := len(parts) == 3
+	for _, p := range parts {
+		ok = ok && p != "" && strings.Trim(p, "0123456789") == ""
+	}
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("version %s is not MAJOR.MINOR.PATCH, like 1.37.2 (no pre-release or build suffix)", quote(s))
+}

@@ -2,7 +2,6 @@ package spec
 
 import (
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 
@@ -75,10 +74,10 @@ func (b *builder) registries(c *Cluster, blocks hcl.Blocks) {
 		}
 		if f := b.str(a, "ca_file"); f.set {
 			r.CAFile = b.path(f.v, f.rng.Filename)
-			pem, err := os.ReadFile(r.CAFile)
+			pem, err := ReadFile(r.CAFile, f.v, MaxFileSize)
 			switch {
 			case err != nil:
-				b.valueErr(f.field, "Unreadable ca_file", "ca_file %s: %v.", f.show(f.v), err)
+				b.valueErr(f.field, "Unreadable ca_file", "ca_file %s: %s.", f.show(f.v), fileProblem(err))
 			case !strings.Contains(string(pem), "-----BEGIN CERTIFICATE-----"):
 				b.valueErr(f.field, "Invalid ca_file", "ca_file %s holds no PEM certificate.", f.show(f.v))
 			default:

@@ -15,6 +15,7 @@ func rootSchema() *hcl.BodySchema {
 		{Type: "image", LabelNames: []string{"name"}},
 		{Type: "registry", LabelNames: []string{"host"}},
 		{Type: "artifacts"},
+		{Type: "security"},
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
 	}}
@@ -35,6 +36,8 @@ func upgradeSchema() *hcl.BodySchema {
 		{Name: "worker_batch_size"},
 		{Name: "drain"},
 		{Name: "drain_timeout"},
+		{Name: "drain_force"},
+		{Name: "drain_delete_emptydir_data"},
 		{Name: "gate_timeout"},
 		{Name: "keep_generations"},
 	}}

@@ -338,6 +338,11 @@ func parseRawValue(d *varDecl, text string, src ValueSource) (cty.Value, hcl.Dia
 		return cty.StringVal(text), nil
 	}
 	fake := fmt.Sprintf("<value for var.%s>", d.name)
+	if nd := CheckNesting([]byte(text), fake); nd != nil {
+		return cty.NilVal, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid value for variable",
+			Detail:  fmt.Sprintf("The value for var.%s from %s: %s", d.name, src, nd.Detail),
+			Subject: d.declRange.Ptr()}}
+	}
 	expr, diags := hclsyntax.ParseExpression([]byte(text), fake, hcl.InitialPos)
 	if diags.HasErrors() {
 		return cty.NilVal, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid value for variable",
@@ -438,15 +443,22 @@ func evalLocals(blocks hcl.Blocks, vars cty.Value, varNames map[string]bool) (ct
 		if !dec.checkRefs(a.Expr) {
 			return false
 		}
+		// The context holds just the locals this one refers to: building
+		// an object of all of them for each would take quadratic time.
+		refs := map[string]cty.Value{}
 		for _, tr := range a.Expr.Variables() {
 			if tr.RootName() != "local" || len(tr) < 2 {
 				continue
 			}
-			if step, ok := tr[1].(hcl.TraverseAttr); ok && !visit(step.Name, append(path, name)) {
+			step, ok := tr[1].(hcl.TraverseAttr)
+			if ok && !visit(step.Name, append(path, name)) {
 				return false
 			}
+			if ok {
+				refs[step.Name] = vals[step.Name]
+			}
 		}
-		ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": vars, "local": cty.ObjectVal(vals)}, Functions: functions()}
+		ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": vars, "local": cty.ObjectVal(refs)}, Functions: functions()}
 		v, vdiags := a.Expr.Value(ctx)
 		dec.diags = append(dec.diags, vdiags...)
 		if vdiags.HasErrors() {

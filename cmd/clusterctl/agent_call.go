@@ -86,6 +86,8 @@ func agentCall(ctx context.Context, p agent.Paths, req agent.Request) agent.Resp
 			return nodeCall(ctx, req)
 		case agent.OpAddonPrune:
 			return addonPruneCall(ctx, req)
+		case agent.OpRewriteSecrets:
+			return rewriteSecretsCall(ctx, req) // agent_secrets.go
 		case agent.OpPing, agent.OpStatus, agent.OpReload, agent.OpRestart, agent.OpStop, agent.OpStart, agent.OpWaitHealthy, agent.OpShutdown:
 			return client.Call(ctx, req)
 		}
@@ -203,12 +205,16 @@ func nodeCall(ctx context.Context, req agent.Request) (agent.Response, error) {
 		}
 		return agent.Response{OK: true, Changed: changed}, nil
 	case agent.OpDrain:
-		timeout := time.Duration(req.Timeout)
-		if timeout <= 0 {
-			timeout = 5 * time.Minute
+		rep, err := c.Drain(ctx, req.Node, kubeapi.DrainOptions{Timeout: time.Duration(req.Timeout), Force: req.Force, DeleteEmptyDirData: req.DeleteEmptyDirData})
+		res := &agent.DrainResult{Evicted: rep.Evicted, Skipped: rep.Skipped}
+		var re *kubeapi.DrainRefusedError
+		if errors.As(err, &re) {
+			res.Cordoned = re.Cordoned
+			for _, p := range re.Pods {
+				res.Refused = append(res.Refused, agent.DrainRefusal{Namespace: p.Namespace, Name: p.Name, Reasons: p.Reasons})
+			}
 		}
-		rep, err := c.Drain(ctx, req.Node, timeout)
-		return agent.Response{OK: err == nil, Drain: &agent.DrainResult{Evicted: rep.Evicted, Skipped: rep.Skipped}}, err
+		return agent.Response{OK: err == nil, Drain: res}, err
 	case agent.OpUncordon:
 		return agent.Response{OK: true}, c.Cordon(ctx, req.Node, false)
 	}

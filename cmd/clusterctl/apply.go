@@ -114,22 +114,11 @@ func (r run) exec(ctx context.Context, g *globals, o *clusterOptions, stdout, st
 	if enc != nil {
 		s.Events = func(e apply.Event) { enc.Encode(e) }
 	}
-	lock, err := s.Store.Lock(string(mode))
+	lock, err := takeLock(s.Store, mode)
 	if err != nil {
 		return err
 	}
-	locked := true
-	defer func() {
-		if !locked {
-			return
-		}
-		if err := s.Store.Unlock(lock.ID); err != nil {
-			fmt.Fprintf(stderr, "Error: release the state lock: %v\n", err)
-		}
-		if mode == plan.ModeDestroy {
-			os.Remove(s.Store.Dir) // only when empty: the lock made it
-		}
-	}()
+	defer lock.release(stderr)
 
 	c, err := s.Plan(ctx, r.opts)
 	if err != nil {
@@ -169,7 +158,7 @@ func (r run) exec(ctx context.Context, g *globals, o *clusterOptions, stdout, st
 		return err
 	}
 	if !r.autoApprove {
-		ok, err := confirm(g.stdin, stdout, mode)
+		ok, err := confirm(ctx, stop, g.stdin, stdout, mode)
 		if err != nil {
 			return err
 		}
@@ -203,7 +192,7 @@ func (r run) exec(ctx context.Context, g *globals, o *clusterOptions, stdout, st
 	}
 	if r.done != nil {
 		unlocked, err := r.done(s, c, lock.ID, stdout)
-		locked = locked && !unlocked
+		lock.gone = unlocked
 		return err
 	}
 	return nil
@@ -213,20 +202,94 @@ func title(m plan.Mode) string {
 	return strings.ToUpper(string(m[:1])) + string(m[1:])
 }
 
-func confirm(stdin io.Reader, stdout io.Writer, mode plan.Mode) (bool, error) {
-	if f, ok := stdin.(*os.File); !ok || !isTerminalFile(f) {
-		return false, fmt.Errorf("%s needs approval: run it in a terminal, or pass -auto-approve (or a saved plan file)", mode)
+// heldLock is the state lock of a run, released when the run ends
+// whichever way, approval refused or not given included.
+type heldLock struct {
+	state.LockInfo
+	store *state.FileStore
+	mode  plan.Mode
+	gone  bool // the lock moved away with the state folder (destroy)
+}
+
+func takeLock(store *state.FileStore, mode plan.Mode) (*heldLock, error) {
+	info, err := store.Lock(string(mode))
+	if err != nil {
+		return nil, err
+	}
+	return &heldLock{LockInfo: info, store: store, mode: mode}, nil
+}
+
+func (l *heldLock) release(stderr io.Writer) {
+	if l.gone {
+		return
+	}
+	if err := l.store.Unlock(l.ID); err != nil {
+		fmt.Fprintf(stderr, "Error: release the state lock: %v\n", err)
+	}
+	if l.mode == plan.ModeDestroy {
+		os.Remove(l.store.Dir) // only when empty: the lock made it
+	}
+}
+
+// maxAnswer bounds what is read for the approval: one line of a few
+// words, so that a stream without newlines cannot fill the memory.
+const maxAnswer = 4 << 10
+
+// confirm asks for approval on the terminal. A first Ctrl-C (stop) or a
+// cancelled ctx at the prompt is a refusal.
+func confirm(ctx context.Context, stop <-chan struct{}, stdin io.Reader, stdout io.Writer, mode plan.Mode) (bool, error) {
+	if !isTerminalReader(stdin) {
+		return false, fmt.Errorf("%s needs approval and standard input is not a terminal, so nothing was %s: run it in a terminal and answer yes, or pass -auto-approve (or a saved plan file)", mode, pastTense(mode))
 	}
 	q := "Do you want to perform these actions?"
 	if mode == plan.ModeDestroy {
 		q = "Do you really want to destroy everything clusterctl installed on these hosts?\n  There is no undo."
 	}
 	fmt.Fprintf(stdout, "\n%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", q)
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && line == "" {
-		return false, fmt.Errorf("read approval: %w", err)
+	type answer struct {
+		yes bool
+		err error
+	}
+	// The read cannot be interrupted: it is left behind on Ctrl-C, and
+	// the process ends soon after.
+	got := make(chan answer, 1)
+	go func() {
+		yes, err := readApproval(stdin, mode)
+		got <- answer{yes, err}
+	}()
+	select {
+	case a := <-got:
+		return a.yes, a.err
+	case <-stop:
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stdout)
+	return false, nil
+}
+
+// readApproval reads one answer line of at most maxAnswer bytes and
+// reports whether it is "yes".
+func readApproval(r io.Reader, mode plan.Mode) (bool, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, maxAnswer+1)).ReadString('\n')
+	switch {
+	case len(line) > maxAnswer:
+		return false, fmt.Errorf("the answer to the approval is longer than %d bytes, so nothing was %s: answer yes, or pass -auto-approve", maxAnswer, pastTense(mode))
+	case errors.Is(err, io.EOF) && strings.TrimSpace(line) == "":
+		return false, fmt.Errorf("no answer to the approval was given (the input ended), so nothing was %s: answer yes at the prompt, or pass -auto-approve (or a saved plan file)", pastTense(mode))
+	case err != nil && !errors.Is(err, io.EOF):
+		return false, fmt.Errorf("read the answer to the approval: %w", err)
 	}
 	return strings.TrimSpace(line) == "yes", nil
+}
+
+func pastTense(m plan.Mode) string {
+	switch m {
+	case plan.ModeDestroy:
+		return "destroyed"
+	case plan.ModeRollback:
+		return "rolled back"
+	}
+	return "applied"
 }
 
 func writeSummary(w io.Writer, p *plan.Plan, sum apply.Summary) {

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/clusterctl/clusterctl/spec"
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spf13/pflag"
 )
 
@@ -90,17 +88,11 @@ func (d *diagWriter) source(name string) *hcl.File {
 	if f, ok := d.sources[name]; ok {
 		return f
 	}
-	path := name
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(d.dir, name)
-	}
+	// Read the file as the spec loader does: bounded, and never a symlink
+	// that leads out of the spec folder.
 	var f *hcl.File
-	if src, err := os.ReadFile(path); err == nil {
-		f, _ = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		if f == nil {
-			f = &hcl.File{}
-		}
-		f.Bytes = src
+	if src, err := spec.ReadSource(d.dir, name); err == nil {
+		f = parsedSource(src, name)
 	}
 	d.sources[name] = f
 	return f
@@ -204,11 +196,81 @@ func (d *diagWriter) snippet(r *hcl.Range) *jsonSnippet {
 		he = min(he, len(code))
 	}
 	code = strings.TrimRight(code, "\r")
-	sn := &jsonSnippet{Code: code, StartLine: r.Start.Line - strings.Count(string(src[start:r.Start.Byte]), "\n"), HighlightStartOffset: min(hs, len(code)), HighlightEndOffset: min(he, len(code))}
+	hs, he = min(hs, len(code)), min(he, len(code))
+	code, hs, he = clipSnippet(code, hs, he)
+	sn := &jsonSnippet{Code: code, StartLine: r.Start.Line - strings.Count(string(src[start:r.Start.Byte]), "\n"), HighlightStartOffset: hs, HighlightEndOffset: he}
 	if nav, ok := f.Nav.(interface{ ContextString(int) string }); ok {
-		sn.Context = nav.ContextString(r.Start.Byte)
+		sn.Context = spec.ClipQuoted(nav.ContextString(r.Start.Byte))
 	}
 	return sn
+}
+
+// maxSnippetWidth caps each source line shown: a longer line is cut to a
+// window around the subject, marked with ellipses, so that a huge value
+// written in the spec is not echoed whole.
+const maxSnippetWidth = 160
+
+// clipSnippet cuts the long lines of code, moving the highlight offsets
+// hs and he along.
+func clipSnippet(code string, hs, he int) (string, int, int) {
+	if len(code) <= maxSnippetWidth {
+		return code, hs, he
+	}
+	var b strings.Builder
+	nhs, nhe := hs, he
+	ls := 0
+	for i, line := range strings.Split(code, "\n") {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		le := ls + len(line)
+		ws, we := snippetWindow(line, hs-ls)
+		shift := func(p int) int { // p inside this line -> offset in the output
+			prefix := 0
+			if ws > 0 {
+				prefix = len(ellipsis)
+			}
+			return b.Len() + prefix + min(max(p-ls, ws), we) - ws
+		}
+		if hs >= ls && hs <= le {
+			nhs = shift(hs)
+		}
+		if he >= ls && he <= le {
+			nhe = shift(he)
+		}
+		if ws > 0 {
+			b.WriteString(ellipsis)
+		}
+		b.WriteString(line[ws:we])
+		if we < len(line) {
+			b.WriteString(ellipsis)
+		}
+		ls = le + 1
+	}
+	return b.String(), nhs, max(nhe, nhs)
+}
+
+const ellipsis = "…"
+
+// snippetWindow is the part of line to show: all of it when it is short,
+// else maxSnippetWidth bytes starting a little before offset at (when at
+// falls inside the line), on character boundaries.
+func snippetWindow(line string, at int) (int, int) {
+	if len(line) <= maxSnippetWidth {
+		return 0, len(line)
+	}
+	ws := 0
+	if at > 0 && at < len(line) {
+		ws = max(0, at-maxSnippetWidth/4)
+	}
+	we := min(len(line), ws+maxSnippetWidth)
+	for ws > 0 && !utf8.RuneStart(line[ws]) {
+		ws--
+	}
+	for we < len(line) && !utf8.RuneStart(line[we]) {
+		we--
+	}
+	return ws, we
 }
 
 // The JSON shape of `validate -json` (and of diagnostics in other -json

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/clusterctl/clusterctl/spec"
@@ -246,4 +248,116 @@ func FuzzRenderDiagnostics(f *testing.F) {
 			}
 		}
 	})
+}
+
+// allocated runs f and returns the bytes it allocated.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+const starterSpec = "cluster \"demo\" {\n  kubernetes_version = \"1.37.2\"\n}\n\nhost \"cp-1\" {\n  address = \"10.0.0.11\"\n  roles   = [\"control-plane\", \"etcd\", \"worker\"]\n}\n"
+
+// TestValidateHostileInput runs validate on the inputs of issue 14: each
+// ends in exit 1 with a message naming the file (and line), within a
+// memory bound, without echoing what it must not.
+func TestValidateHostileInput(t *testing.T) {
+	const secret = "hunter2-from-the-environment"
+	t.Setenv("CLUSTERCTL_TEST_SECRET", secret)
+	deep := "locals {\n  x = " + strings.Repeat("[", 50000) + strings.Repeat("]", 50000) + "\n}\n"
+	huge := strings.Repeat("v", 500000)
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		link  [2]string // symlink: target, name
+		args  []string
+		want  []string
+	}{
+		{name: "deep nesting", files: map[string]string{"deep.hcl": deep},
+			want: []string{"Error: Nesting too deep", "on deep.hcl line 2, column 262", "deep.hcl:2: nesting deeper than 256"}},
+		{name: "var-file /dev/zero", args: []string{"-var-file", "/dev/zero"},
+			want: []string{"Error: Not a regular file", "/dev/zero: not a regular file (a device)."}},
+		{name: "large file", files: map[string]string{"big.hcl": strings.Repeat("# x\n", 300000)},
+			want: []string{"Error: File too large", "big.hcl: larger than 1 MiB."}},
+		{name: "symlink to the environment", link: [2]string{"/proc/self/environ", "env.hcl"},
+			want: []string{"Error: Symlink outside the spec folder", "env.hcl: symlink to outside the spec folder."}},
+		{name: "duplicate taints", files: map[string]string{"taints.hcl": "host \"w\" {\n  address = \"10.0.0.12\"\n  roles = [\"worker\"]\n  taints = [\"gpu=a:NoSchedule\", \"gpu=b:NoSchedule\"]\n}\n"},
+			want: []string{"Error: Duplicate taint", "on taints.hcl line 4, column 33", `Host "w" has two taints with key "gpu" and effect NoSchedule (the first at taints.hcl:4)`}},
+		{name: "build metadata", files: map[string]string{"cluster.hcl": strings.Replace(starterSpec, `"1.37.2"`, `"1.37.2+build"`, 1)},
+			want: []string{"Error: Invalid version", "on cluster.hcl line 2", `kubernetes_version: version "1.37.2+build" is not MAJOR.MINOR.PATCH`}},
+		{name: "IPv6 host in an IPv4 cluster", files: map[string]string{"cluster.hcl": strings.Replace(starterSpec, "10.0.0.11", "fd00::11", 1)},
+			want: []string{"Error: Mixed address families", "on cluster.hcl line 6", `Host "cp-1" has the IPv6 address fd00::11, but pod_cidr 10.244.0.0/16 and service_cidr 10.96.0.0/12 are IPv4`}},
+		{name: "64-character host name", files: map[string]string{"h.hcl": "host \"" + strings.Repeat("n", 64) + "\" {\n  address = \"10.0.0.12\"\n  roles = [\"worker\"]\n}\n"},
+			want: []string{"Error: Invalid host name", "on h.hcl line 1", "is 64 characters, and each dot-separated part (a DNS label) is at most 63 characters"}},
+		{name: "huge label value", files: map[string]string{"l.hcl": "host \"w\" {\n  address = \"10.0.0.12\"\n  roles = [\"worker\"]\n  labels = { zone = \"" + huge + "\" }\n}\n"},
+			want: []string{"Error: Invalid label", "on l.hcl line 4", `has value "` + strings.Repeat("v", 64) + `…" (500000 bytes); it is 500000 characters, and a label value is at most 63 characters`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"cluster.hcl": starterSpec}, 0o644)
+			writeFiles(t, dir, tc.files, 0o644)
+			if tc.link[1] != "" {
+				if err := os.Symlink(tc.link[0], filepath.Join(dir, tc.link[1])); err != nil {
+					t.Skip(err)
+				}
+			}
+			var stdout, stderr string
+			var code int
+			n := allocated(func() {
+				stdout, stderr, code = runCLI(t, append([]string{"-chdir=" + dir, "validate", "-no-color"}, tc.args...)...)
+			})
+			if code != 1 || stdout != "" {
+				t.Errorf("exit %d, stdout %q", code, stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%.2000s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, secret) || strings.Contains(stderr, strings.Repeat("v", 200)) {
+				t.Errorf("stderr echoes what it must not:\n%.2000s", stderr)
+			}
+			if len(stderr) > 4000 {
+				t.Errorf("stderr is %d bytes", len(stderr))
+			}
+			if n > 128<<20 {
+				t.Errorf("validate allocated %d MiB", n>>20)
+			}
+		})
+	}
+}
+
+func TestValidateRefusesAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"cluster.hcl": starterSpec}, 0o644)
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.hcl"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	_, stderr, code := runCLI(t, "-chdir="+dir, "validate")
+	if code != 1 || !strings.Contains(stderr, "pipe.hcl: not a regular file (a FIFO).") {
+		t.Errorf("exit %d:\n%s", code, stderr)
+	}
+	if _, stderr, code := runCLI(t, "-chdir="+dir, "fmt", "-check"); code != 1 || !strings.Contains(stderr, "pipe.hcl: not a regular file (a FIFO)") {
+		t.Errorf("fmt: exit %d:\n%s", code, stderr)
+	}
+}
+
+func TestSnippetClipsLongLines(t *testing.T) {
+	line := `  labels = { zone = "` + strings.Repeat("v", 1000) + `", k = "x" }`
+	hs := strings.Index(line, "k =")
+	code, nhs, nhe := clipSnippet(line, hs, hs+1)
+	if len(code) > maxSnippetWidth+2*len(ellipsis) || !strings.HasPrefix(code, ellipsis) || code[nhs:nhe] != "k" {
+		t.Errorf("clipSnippet = %q, highlight %q", code, code[nhs:nhe])
+	}
+	code, nhs, nhe = clipSnippet("short\n"+line, 0, 5)
+	if !strings.HasPrefix(code, "short\n  labels = { zone = \"vvv") || !strings.HasSuffix(code, ellipsis) || code[nhs:nhe] != "short" {
+		t.Errorf("clipSnippet = %q, highlight %q", code, code[nhs:nhe])
+	}
+	if code, hs, he := clipSnippet("a = 1", 0, 1); code != "a = 1" || hs != 0 || he != 1 {
+		t.Errorf("short snippet changed: %q %d %d", code, hs, he)
+	}
 }

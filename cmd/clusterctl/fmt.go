@@ -56,13 +56,15 @@ With -check nothing is written and the exit code is 3 when a file would change.`
 
 func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(targets) == 1 && targets[0] == "-" {
-		src, err := io.ReadAll(stdin)
+		src, err := spec.ReadStream(stdin, "<stdin>", spec.MaxFileSize)
 		if err != nil {
 			return err
 		}
 		out, diags := formatSource(src, "<stdin>")
 		if diags.HasErrors() {
-			newDiagWriter(stderr, g.chdir, false).write(diags)
+			dw := newDiagWriter(stderr, g.chdir, false)
+			dw.sources["<stdin>"] = parsedSource(src, "<stdin>")
+			dw.write(diags)
 			return silentExit(1)
 		}
 		if o.check {
@@ -77,7 +79,7 @@ func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout,
 	if len(targets) == 0 {
 		targets = []string{"."}
 	}
-	var files []string
+	var files []fmtFile
 	for _, t := range targets {
 		found, err := fmtFiles(g.chdir, t, o.recursive)
 		if err != nil {
@@ -88,18 +90,21 @@ func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout,
 	dw := newDiagWriter(stderr, g.chdir, !o.noColor && isTerminal(stderr))
 	var changed, failed bool
 	var errs []error
-	for _, name := range files {
-		path := filepath.Join(g.chdir, name)
-		if filepath.IsAbs(name) {
-			path = name
-		}
-		src, err := os.ReadFile(path)
+	done := map[string]bool{} // resolved paths: a symlink and its target are one file
+	for _, f := range files {
+		path, src, err := f.read()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		if done[path] {
+			continue
+		}
+		done[path] = true
+		name := f.name
 		out, diags := formatSource(src, name)
 		if diags.HasErrors() {
+			dw.sources[name] = parsedSource(src, name)
 			dw.write(diags)
 			failed = true
 			continue
@@ -115,6 +120,7 @@ func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout,
 			writeUnifiedDiff(stdout, "a/"+filepath.ToSlash(name), "b/"+filepath.ToSlash(name), string(src), string(out))
 		}
 		if o.write {
+			// Written to the resolved path, so that a symlink stays one.
 			if err := atomicfile.WriteKeepMode(path, out, 0o644); err != nil {
 				errs = append(errs, err)
 			}
@@ -132,12 +138,58 @@ func runFmt(g *globals, o fmtOptions, targets []string, stdin io.Reader, stdout,
 }
 
 // formatSource formats one file, refusing files that do not parse (the
-// formatter would otherwise mangle them).
+// formatter would otherwise mangle them) and, before parsing, files nested
+// deeper than the parser can take.
 func formatSource(src []byte, name string) ([]byte, hcl.Diagnostics) {
+	if d := spec.CheckNesting(src, name); d != nil {
+		return nil, hcl.Diagnostics{d}
+	}
 	if _, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos); diags.HasErrors() {
 		return nil, diags
 	}
 	return hclwrite.Format(src), nil
+}
+
+// parsedSource is a file as the diagnostics writer shows it.
+func parsedSource(src []byte, name string) *hcl.File {
+	f := &hcl.File{}
+	if spec.CheckNesting(src, name) == nil {
+		if pf, _ := hclsyntax.ParseConfig(src, name, hcl.InitialPos); pf != nil {
+			f = pf
+		}
+	}
+	f.Bytes = src
+	return f
+}
+
+// fmtFile is one file fmt handles: rel inside the folder root, shown as
+// name.
+type fmtFile struct {
+	root, rel, name string
+}
+
+// read returns the file's resolved path and content, with the spec
+// loader's rules: bounded, regular files only, and a symlink only when it
+// resolves inside the folder (the spec folder, the folder target, or the
+// folder of a file target).
+func (f fmtFile) read() (string, []byte, error) {
+	path, err := spec.ResolveSpecFile(f.root, f.rel)
+	if err != nil {
+		return "", nil, renamed(err, f.name)
+	}
+	src, err := spec.ReadFile(path, f.name, spec.MaxFileSize)
+	return path, src, err
+}
+
+// renamed makes a spec.FileError name the file as fmt lists it.
+func renamed(err error, name string) error {
+	var fe *spec.FileError
+	if errors.As(err, &fe) {
+		c := *fe
+		c.Name = name
+		return &c
+	}
+	return err
 }
 
 // isFmtFile reports whether fmt handles a file name.
@@ -145,9 +197,9 @@ func isFmtFile(name string) bool {
 	return spec.SpecFileName(name) || (strings.HasSuffix(name, spec.VarsSuffix) && !strings.HasPrefix(name, "."))
 }
 
-// fmtFiles lists the files a target names, relative to dir (a target given
-// as an absolute path stays absolute).
-func fmtFiles(dir, target string, recursive bool) ([]string, error) {
+// fmtFiles lists the files a target names, shown relative to dir (a
+// target given as an absolute path stays absolute).
+func fmtFiles(dir, target string, recursive bool) ([]fmtFile, error) {
 	path := target
 	if !filepath.IsAbs(target) {
 		path = filepath.Join(dir, target)
@@ -160,9 +212,9 @@ func fmtFiles(dir, target string, recursive bool) ([]string, error) {
 		if !strings.HasSuffix(target, spec.SpecSuffix) && !strings.HasSuffix(target, spec.VarsSuffix) {
 			return nil, fmt.Errorf("%s: only *%s and *%s files can be formatted", target, spec.SpecSuffix, spec.VarsSuffix)
 		}
-		return []string{filepath.Clean(target)}, nil
+		return []fmtFile{{root: filepath.Dir(path), rel: filepath.Base(path), name: filepath.Clean(target)}}, nil
 	}
-	var out []string
+	var out []fmtFile
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -173,19 +225,18 @@ func fmtFiles(dir, target string, recursive bool) ([]string, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !isFmtFile(d.Name()) {
+		// Symlinks and special files are listed too: reading them applies
+		// the same rules as validate, and says why one is refused.
+		if !isFmtFile(d.Name()) {
 			return nil
 		}
 		rel, err := filepath.Rel(path, p)
 		if err != nil {
 			return err
 		}
-		out = append(out, filepath.Join(target, rel))
+		out = append(out, fmtFile{root: path, rel: rel, name: filepath.Clean(filepath.Join(target, rel))})
 		return nil
 	})
-	for i, name := range out {
-		out[i] = filepath.Clean(name)
-	}
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -168,4 +169,83 @@ func randLines(rng *rand.Rand) []string {
 		out = append(out, string(rune('a'+rng.IntN(3))))
 	}
 	return out
+}
+
+func TestFmtAndPlanRefuseDeepNesting(t *testing.T) {
+	dir := t.TempDir()
+	deep := "locals {\n  x = " + strings.Repeat("[", 50000) + strings.Repeat("]", 50000) + "\n}\n"
+	writeFiles(t, dir, map[string]string{"deep.hcl": deep}, 0o644)
+	for _, args := range [][]string{{"fmt", "-check"}, {"fmt"}, {"plan", "-no-color"}} {
+		var stderr string
+		var code int
+		n := allocated(func() { _, stderr, code = runCLI(t, append([]string{"-chdir=" + dir}, args...)...) })
+		if code != 1 || !strings.Contains(stderr, "deep.hcl:2: nesting deeper than 256") || !strings.Contains(stderr, "on deep.hcl line 2, column 262") {
+			t.Errorf("%v: exit %d\n%.1000s", args, code, stderr)
+		}
+		if n > 128<<20 {
+			t.Errorf("%v allocated %d MiB", args, n>>20)
+		}
+	}
+	if readFile(t, filepath.Join(dir, "deep.hcl")) != deep {
+		t.Error("fmt rewrote the refused file")
+	}
+	var out, errb bytes.Buffer
+	if err := runWithStdin([]string{"fmt", "-"}, strings.NewReader(deep), &out, &errb); exitCode(err, &errb) != 1 || !strings.Contains(errb.String(), "<stdin>:2: nesting deeper than 256") {
+		t.Errorf("fmt -: %v\n%.1000s", err, errb.String())
+	}
+}
+
+func TestFmtStdinIsBounded(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := runWithStdin([]string{"fmt", "-"}, strings.NewReader(strings.Repeat("#\n", 600000)), &out, &errb)
+	if code := exitCode(err, io.Discard); code != 1 || err.Error() != "<stdin>: larger than 1 MiB" || strings.Contains(out.String(), "#\n#") {
+		t.Errorf("exit %d, %v, stdout %q", code, err, out.String())
+	}
+}
+
+// TestFmtFollowsTheSymlinkRule checks that fmt reads symlinks as validate
+// does: inside the folder they are formatted through the link (which stays
+// a link), outside it they are refused, unread, with or without -recursive.
+func TestFmtFollowsTheSymlinkRule(t *testing.T) {
+	const secret = "SECRET_TOKEN=hunter2"
+	outside := t.TempDir()
+	writeFiles(t, outside, map[string]string{"secret.hcl": secret + "\n"}, 0o644)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"real/shared.hcl": unformatted, "cluster.hcl": formatted}, 0o644)
+	link := func(target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Skip(err)
+		}
+	}
+	link(filepath.Join("real", "shared.hcl"), "shared.hcl")
+
+	out, errOut, code := runCLI(t, "-chdir="+dir, "fmt")
+	if code != 0 || out != "shared.hcl\n" || errOut != "" {
+		t.Fatalf("fmt with a link inside: exit %d, %q %q", code, out, errOut)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "shared.hcl")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("fmt replaced the symlink: %v %v", st.Mode(), err)
+	}
+	if got := readFile(t, filepath.Join(dir, "real", "shared.hcl")); got != formatted {
+		t.Errorf("the link's target is not formatted:\n%s", got)
+	}
+	if out, _, code := runCLI(t, "-chdir="+dir, "fmt", "-check", "-recursive"); code != 0 || out != "" {
+		t.Errorf("fmt -check -recursive after formatting: exit %d, %q", code, out)
+	}
+
+	link(filepath.Join(outside, "secret.hcl"), "env.hcl")
+	link(filepath.Join(outside, "secret.hcl"), filepath.Join("real", "env.hcl"))
+	for _, args := range [][]string{{"fmt", "-check"}, {"fmt", "-check", "-recursive"}, {"fmt", "env.hcl"}, {"validate"}} {
+		out, errOut, code := runCLI(t, append([]string{"-chdir=" + dir}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "env.hcl: symlink to outside the spec folder") || strings.Contains(out+errOut, "hunter2") {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q", args, code, out, errOut)
+		}
+		if args[len(args)-1] == "-recursive" && !strings.Contains(errOut, filepath.Join("real", "env.hcl")+": symlink to outside the spec folder") {
+			t.Errorf("fmt -recursive does not refuse real/env.hcl:\n%s", errOut)
+		}
+	}
+	if readFile(t, filepath.Join(outside, "secret.hcl")) != secret+"\n" {
+		t.Error("fmt wrote outside the folder")
+	}
 }

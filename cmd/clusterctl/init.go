@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
+	"unicode"
 
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
@@ -17,6 +20,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // starterFile is the file `init` writes in the spec folder.
@@ -51,18 +55,20 @@ leaves those out so that the folder stays one valid spec.`,
 
 func runInit(g *globals, o initOptions, stdout, stderr io.Writer) error {
 	dir := g.chdir
-	if _, err := bundle.ReleaseFor(o.kubernetesVersion); err != nil {
+	rel, err := bundle.ReleaseFor(o.kubernetesVersion)
+	if err != nil {
 		return err
 	}
 	name := o.name
 	if name == "" {
 		name = clusterNameFor(dir)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	// The same rule as the spec's, checked before anything is written.
+	if err := spec.CheckClusterName(name); err != nil {
+		return fmt.Errorf("-name: the %w", err)
 	}
 	path := filepath.Join(dir, starterFile)
-	if _, err := os.Stat(path); err == nil && !o.force {
+	if _, err := os.Lstat(path); err == nil && !o.force {
 		return fmt.Errorf("%s already exists; use -force to overwrite it", path)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -76,13 +82,16 @@ func runInit(g *globals, o initOptions, stdout, stderr io.Writer) error {
 	}
 	data := starterData{
 		Name:              name,
-		KubernetesVersion: strings.TrimPrefix(o.kubernetesVersion, "v"),
+		KubernetesVersion: rel.Kubernetes,
 		Supported:         strings.Join(supportedVersions(), ", "),
 		SSHFrom:           others["ssh"],
 		HostsFrom:         others["host"],
 	}
 	src, err := renderStarter(data)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteKeepMode(path, src, 0o644); err != nil {
@@ -144,8 +153,14 @@ func clusterNameFor(dir string) string {
 
 // otherBlocks maps each top-level block type found in the folder's other
 // spec files to the first file that has one.
+// A folder that does not exist yet has none. Files are read with the spec
+// loader's rules (bounded, symlinks only inside the folder, nesting
+// checked before parsing).
 func otherBlocks(dir string) (map[string]string, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -154,9 +169,12 @@ func otherBlocks(dir string) (map[string]string, error) {
 		if e.IsDir() || !spec.SpecFileName(e.Name()) || e.Name() == starterFile {
 			continue
 		}
-		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		src, err := spec.ReadSpecFile(dir, e.Name())
 		if err != nil {
 			return nil, err
+		}
+		if d := spec.CheckNesting(src, e.Name()); d != nil {
+			return nil, errors.New(d.Detail)
 		}
 		f, _ := hclsyntax.ParseConfig(src, e.Name(), hcl.InitialPos)
 		body, ok := f.Body.(*hclsyntax.Body)
@@ -177,8 +195,12 @@ type starterData struct {
 	SSHFrom, HostsFrom                 string // other file defining ssh / hosts, or ""
 }
 
+// renderStarter fills the starter template: values go in as HCL string
+// literals written by hclwrite (escaped, whatever they hold) and file names
+// into comments as single quoted lines, so no input adds syntax. The result
+// must parse, or nothing is written.
 func renderStarter(d starterData) ([]byte, error) {
-	t, err := template.New("starter").Parse(starterTemplate)
+	t, err := template.New("starter").Funcs(template.FuncMap{"hcl": hclString, "comment": commentText}).Parse(starterTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +208,25 @@ func renderStarter(d starterData) ([]byte, error) {
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, err
 	}
-	return hclwrite.Format(buf.Bytes()), nil
+	src := hclwrite.Format(buf.Bytes())
+	if _, diags := hclsyntax.ParseConfig(src, starterFile, hcl.InitialPos); diags.HasErrors() {
+		return nil, fmt.Errorf("the starter spec does not parse: %s", diags.Error())
+	}
+	return src, nil
+}
+
+// hclString is s as an HCL quoted string literal.
+func hclString(s string) string {
+	return string(hclwrite.TokensForValue(cty.StringVal(s)).Bytes())
+}
+
+// commentText is s safe to put in a # comment: one line, quoted when it
+// holds anything but printable characters.
+func commentText(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 const starterTemplate = `# The clusterctl spec, started by ` + "`clusterctl init`" + `.
@@ -195,10 +235,10 @@ const starterTemplate = `# The clusterctl spec, started by ` + "`clusterctl init
 # ` + "`clusterctl validate`" + `, see what would change with ` + "`clusterctl plan`" + ` and make
 # it so with ` + "`clusterctl apply`" + `. docs/spec.md describes every setting.
 
-cluster "{{.Name}}" {
+cluster {{hcl .Name}} {
   # The Kubernetes release; every component's version follows it.
-  # Supported: {{.Supported}}.
-  kubernetes_version = "{{.KubernetesVersion}}"
+  # Supported: {{comment .Supported}}.
+  kubernetes_version = {{hcl .KubernetesVersion}}
 
   # Pod and Service address ranges; they must not overlap each other or
   # the hosts' network. The defaults:
@@ -210,7 +250,7 @@ cluster "{{.Name}}" {
   # api_endpoint = "k8s.example.com:6443"
 }
 {{if .SSHFrom}}
-# SSH settings are in {{.SSHFrom}}.
+# SSH settings are in {{comment .SSHFrom}}.
 {{else}}
 # How clusterctl reaches the hosts.
 ssh {
@@ -229,7 +269,7 @@ ssh {
   # }
 }
 {{end}}{{if .HostsFrom}}
-# The hosts are in {{.HostsFrom}}.
+# The hosts are in {{comment .HostsFrom}}.
 {{else}}
 # One block per machine; roles are "control-plane", "etcd" and "worker".
 # Replace this example with your hosts.

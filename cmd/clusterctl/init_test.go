@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 func TestInitWritesAValidStarter(t *testing.T) {
@@ -80,5 +83,48 @@ func TestClusterNameFor(t *testing.T) {
 		if got := clusterNameFor(dir); got != want {
 			t.Errorf("clusterNameFor(%q) = %q, want %q", dir, got, want)
 		}
+	}
+}
+
+// TestInitRefusesBadNames checks -name against the spec's rule for
+// cluster names before anything is written: not the file, not the folder.
+func TestInitRefusesBadNames(t *testing.T) {
+	for _, name := range []string{"Bad Name", "evil\" {\n}\nhost \"evil\" {\n  address = \"10.6.6.6\"\n  roles = [\"worker\"]\n}\ncluster \"x", strings.Repeat("a", 64), "-x", "${var.x}"} {
+		dir := filepath.Join(t.TempDir(), "spec")
+		_, errOut, code := runCLI(t, "-chdir="+dir, "init", "-name", name)
+		if code != 1 || !strings.HasPrefix(errOut, "Error: -name: the cluster name ") || !strings.Contains(errOut, "must be a DNS label: at most 63 lower-case letters, digits and '-'") {
+			t.Errorf("init -name %q: exit %d, %q", name, code, errOut)
+		}
+		if strings.Count(errOut, "\n") != 1 {
+			t.Errorf("init -name %q: the message is not one line: %q", name, errOut)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("init -name %q left %s behind (%v)", name, dir, err)
+		}
+	}
+}
+
+// TestStarterEscapesValues renders the starter with hostile values (past
+// the name check, as a second line of defence): they stay strings and
+// comments, adding no block.
+func TestStarterEscapesValues(t *testing.T) {
+	evil := "x\" {\n}\nhost \"evil\" {\n  address = \"10.6.6.6\"\n}\n# ${var.x} %{ if true }"
+	src, err := renderStarter(starterData{Name: evil, KubernetesVersion: "1.37.2", Supported: "1.37.2\nhost \"e2\" {}", SSHFrom: "a\nssh {}\n.hcl", HostsFrom: "hosts.hcl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, diags := hclsyntax.ParseConfig(src, "cluster.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatalf("starter does not parse: %v\n%s", diags, src)
+	}
+	var types []string
+	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+		types = append(types, b.Type)
+		if b.Type == "cluster" && b.Labels[0] != evil {
+			t.Errorf("cluster label %q, want %q", b.Labels[0], evil)
+		}
+	}
+	if strings.Join(types, " ") != "cluster" {
+		t.Errorf("blocks %v, want only the cluster block:\n%s", types, src)
 	}
 }

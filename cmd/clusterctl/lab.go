@@ -68,9 +68,9 @@ func newLabUpCmd(dir *string, needDir func() error) *cobra.Command {
 			if err := needDir(); err != nil {
 				return err
 			}
-			p, err := netip.ParsePrefix(subnet)
+			p, err := labSubnet(subnet)
 			if err != nil {
-				return fmt.Errorf("lab: --subnet %q: %w", subnet, err)
+				return err
 			}
 			self, err := labSelf()
 			if err != nil {
@@ -83,7 +83,11 @@ func newLabUpCmd(dir *string, needDir func() error) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "\nssh -i %s -o UserKnownHostsFile=%s root@%s\n", l.ClientKeyPath(), l.KnownHostsPath(), l.Hosts()[0].Address)
+			kh, err := sshOptionPath("known_hosts file", l.KnownHostsPath())
+			if err != nil {
+				kh = l.KnownHostsPath()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", shellLine([]string{"ssh", "-i", l.ClientKeyPath(), "-o", "UserKnownHostsFile=" + kh, "root@" + l.Hosts()[0].Address}))
 			return nil
 		},
 	}
@@ -92,6 +96,23 @@ func newLabUpCmd(dir *string, needDir func() error) *cobra.Command {
 	f.IntVar(&workers, "workers", 2, "number of worker hosts (worker-1..M)")
 	f.StringVar(&subnet, "subnet", lab.DefaultSubnet().String(), "IPv4 `CIDR` of the lab bridge: the workstation gets .1, hosts .11, .12, ...")
 	return cmd
+}
+
+// labSubnet parses --subnet: an IPv4 network address with its prefix
+// length. Host bits are refused rather than cleared, since the user may
+// have meant another length as well as another address.
+func labSubnet(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("lab: --subnet %q: %w; it must be an IPv4 network such as %s", s, err, lab.DefaultSubnet())
+	}
+	if !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("lab: --subnet %s: only IPv4 subnets are supported, such as %s", p, lab.DefaultSubnet())
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("lab: --subnet %s has host bits set: the network is %s; pass --subnet %s", p, m, m)
+	}
+	return p, nil
 }
 
 func newLabDownCmd(dir *string, needDir func() error) *cobra.Command {

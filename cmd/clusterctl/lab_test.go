@@ -15,6 +15,9 @@ func TestLabCommandErrors(t *testing.T) {
 	}{
 		{[]string{"lab", "up"}, "--dir DIR is required"},
 		{[]string{"lab", "up", "--dir", empty, "--subnet", "10.0.0.0"}, `--subnet "10.0.0.0"`},
+		{[]string{"lab", "up", "--dir", empty, "--subnet", "10.250.9.5/24"}, "--subnet 10.250.9.5/24 has host bits set: the network is 10.250.9.0/24; pass --subnet 10.250.9.0/24"},
+		{[]string{"lab", "up", "--dir", empty, "--subnet", "10.250.0.0/8"}, "pass --subnet 10.0.0.0/8"},
+		{[]string{"lab", "up", "--dir", empty, "--subnet", "fd00::/64"}, "only IPv4 subnets"},
 		{[]string{"lab", "status", "--dir", empty}, "no lab"},
 		{[]string{"lab", "cut", "--dir", empty}, "accepts 1 arg"},
 		{[]string{"lab", "kill", "--dir", empty, "cp-1"}, "no lab"},

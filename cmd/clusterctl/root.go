@@ -92,9 +92,57 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		newAgentCmd(),
 		newLabCmd(),
 	)
-	_ = g
+	requireSubcommand(root)
 	root.SetArgs(normalizeArgs(args))
 	return root.ExecuteContext(ctx)
+}
+
+// requireSubcommand makes root and every command that only groups others
+// (bundle, lab, agent, ...) fail on an argument that names none of them:
+// cobra would print the help and exit 0, hiding a typo in a script. With
+// no argument they print their help, as before.
+func requireSubcommand(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		requireSubcommand(sub)
+	}
+	if c.Runnable() || !c.HasSubCommands() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's default, set only for its own message
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+			}
+			return fmt.Errorf("%s; run '%s --help' for its commands", msg, cmd.CommandPath())
+		}
+		if !cmd.HasParent() {
+			if err := chdirSwallowedCommand(cmd); err != nil {
+				return err
+			}
+		}
+		return cmd.Help()
+	}
+}
+
+// chdirSwallowedCommand catches `clusterctl -chdir validate`: the flag took
+// the command's name as its folder and no command is left.
+func chdirSwallowedCommand(root *cobra.Command) error {
+	f := root.PersistentFlags().Lookup("chdir")
+	if f == nil || !f.Changed {
+		return nil
+	}
+	dir := f.Value.String()
+	for _, sub := range root.Commands() {
+		if sub.Name() == dir || sub.HasAlias(dir) {
+			return fmt.Errorf("-chdir took %q as its folder and no command is left: -chdir needs a folder before the command, as in `clusterctl -chdir=DIR %s`", dir, dir)
+		}
+	}
+	return nil
 }
 
 // normalizeArgs accepts Terraform's single-dash long flags (-chdir=DIR,

@@ -14,6 +14,7 @@ import (
 	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/state"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 )
 
 // clusterOptions are the flags of commands that act on a cluster.
@@ -39,8 +40,29 @@ func (o *clusterOptions) store(g *globals) *state.FileStore {
 	return state.NewFileStore(dir)
 }
 
+// check refuses flag values out of range before anything is loaded.
+func (o *clusterOptions) check() error {
+	if err := checkParallelism(o.parallelism); err != nil {
+		return err
+	}
+	if o.gateTimeout < 0 {
+		return fmt.Errorf("-gate-timeout %s is out of range: it must be a positive duration such as 5m, or 0 for the spec's upgrade.gate_timeout", o.gateTimeout)
+	}
+	return nil
+}
+
+func checkParallelism(n int) error {
+	if n < 1 {
+		return fmt.Errorf("-parallelism %d is out of range: it must be 1 or more (how many hosts to work on at once)", n)
+	}
+	return nil
+}
+
 // openSession loads the spec and connects to every host.
 func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr io.Writer) (*apply.Session, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	c, err := loadSpec(g, &o.spec, stderr)
 	if err != nil {
 		return nil, err
@@ -62,10 +84,11 @@ func openSession(ctx context.Context, g *globals, o *clusterOptions, log, stderr
 	return s, nil
 }
 
-// isTerminalFile reports whether f is a terminal (for prompts).
-func isTerminalFile(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// isTerminalReader reports whether r is a terminal (for prompts). A
+// character device is not enough: /dev/null and /dev/zero are ones.
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // gracefulStop makes long work (apply, destroy) stop in two stages: the

@@ -38,7 +38,10 @@ line instead of running it.`,
 				}
 				return fmt.Errorf("no host %q in the spec (hosts: %v)", args[0], names)
 			}
-			argv := sshArgs(h, args[1:])
+			argv, err := sshArgs(h, args[1:])
+			if err != nil {
+				return err
+			}
 			if printOnly {
 				fmt.Fprintln(cmd.OutOrStdout(), shellLine(argv))
 				return nil
@@ -56,14 +59,33 @@ line instead of running it.`,
 }
 
 // sshArgs is the OpenSSH command line for a host (argv[0] is "ssh").
-func sshArgs(h spec.Host, command []string) []string {
+func sshArgs(h spec.Host, command []string) ([]string, error) {
 	s := h.SSH
 	argv := []string{"ssh", "-p", strconv.Itoa(h.Port)}
 	for _, id := range s.IdentityFiles {
-		argv = append(argv, "-i", id)
+		if !strings.Contains(id, "%") {
+			// -i takes the path as is and warns when it is missing.
+			if err := sshPathOK("identity file", id); err != nil {
+				return nil, err
+			}
+			argv = append(argv, "-i", id)
+			continue
+		}
+		// ssh expands %-tokens in an identity file after -i checked the
+		// literal path, so a '%' needs the option form, escaped.
+		v, err := sshOptionPath("identity file", id)
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "-o", "IdentityFile="+v)
 	}
 	if s.KnownHostsFile != "" {
-		argv = append(argv, "-o", "UserKnownHostsFile="+s.KnownHostsFile)
+		// UserKnownHostsFile is a list split at spaces: quoted.
+		v, err := sshOptionPath("known_hosts file", s.KnownHostsFile)
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "-o", "UserKnownHostsFile="+v)
 	}
 	policy := "yes"
 	if s.HostKeyPolicy == spec.HostKeyAcceptNew {
@@ -91,7 +113,41 @@ func sshArgs(h spec.Host, command []string) []string {
 		argv = append(argv, "--")
 		argv = append(argv, command...)
 	}
-	return argv
+	return argv, nil
+}
+
+// sshOptionPath writes a path as the value of an ssh -o option: a plain
+// path as it is, any other in double quotes, which OpenSSH's option
+// tokenizer takes as one word however many spaces it holds, and with '%'
+// doubled, as ssh expands %-tokens in these paths (known_hosts files since
+// OpenSSH 8.4).
+func sshOptionPath(what, p string) (string, error) {
+	if err := sshPathOK(what, p); err != nil {
+		return "", err
+	}
+	plain := !strings.ContainsFunc(p, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,:@~=", r))
+	})
+	if plain {
+		return p, nil
+	}
+	if strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", fmt.Errorf("the %s %q holds control characters, which ssh's option parser cannot take: use a path without them for `clusterctl ssh`", what, p)
+	}
+	if strings.ContainsAny(p, `"\`) {
+		// Older OpenSSH has no escapes inside quotes, newer has: no
+		// spelling works for both.
+		return "", fmt.Errorf("the %s %q holds a double quote or a backslash, which ssh's option parser cannot take the same way in every OpenSSH version: use a path without them for `clusterctl ssh` (clusterctl itself reads it fine)", what, p)
+	}
+	return `"` + strings.ReplaceAll(p, "%", "%%") + `"`, nil
+}
+
+// sshPathOK refuses what ssh would expand in any path it takes.
+func sshPathOK(what, p string) error {
+	if strings.Contains(p, "${") {
+		return fmt.Errorf("the %s %q holds \"${\", which ssh expands as an environment variable: use a path without it for `clusterctl ssh` (clusterctl itself reads it fine)", what, p)
+	}
+	return nil
 }
 
 // shellLine quotes argv for a POSIX shell.

@@ -38,13 +38,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := checkParallelism(o.parallelism); err != nil {
+				return err
+			}
 			c, err := loadSpec(g, &o.spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			hosts := c.Hosts()
 			out := make([]hostStatus, len(hosts))
-			provision.ForEach(ctx, hosts, max(o.parallelism, 1), func(ctx context.Context, i int, h spec.Host) error {
+			provision.ForEach(ctx, hosts, o.parallelism, func(ctx context.Context, i int, h spec.Host) error {
 				hs := &out[i]
 				*hs = hostStatus{Host: h.Name, Address: h.Address}
 				cfg := apply.SSHConfig(h)
@@ -137,6 +140,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Short: "Print a component's log on a host (-f follows it)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if lines < 0 {
+				return fmt.Errorf("-n/--lines %d is out of range: it must be 0 or more (how many of the last lines to print; 0 with -f prints only new lines)", lines)
+			}
 			c, err := loadSpec(g, &o.spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -171,9 +177,14 @@ func newLogsCmd(g *globals) *cobra.Command {
 // followLogs prints the last lines of a component's log through the agent
 // client and, with follow, what is appended, asking every so often.
 func followLogs(ctx context.Context, ac components.AgentClient, component string, lines int, follow bool, every time.Duration, w io.Writer) error {
-	tail, off, err := ac.Logs(ctx, component, lines)
+	// The agent takes 0 lines for its default, 100: ask for one and drop
+	// it, only the offset is wanted.
+	tail, off, err := ac.Logs(ctx, component, max(lines, 1))
 	if err != nil {
 		return err
+	}
+	if lines == 0 {
+		tail = nil
 	}
 	for {
 		for _, l := range tail {

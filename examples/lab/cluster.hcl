@@ -14,8 +14,10 @@ cluster "lab" {
   service_cidr       = "10.96.0.0/12"
 }
 
+# extra_args add or override flags. clusterctl keeps audit logs 30 days
+# by default (CIS 1.2.17); a lab might keep them longer, never shorter.
 component "kube-apiserver" {
   extra_args = {
-    "audit-log-maxage" = "7"
+    "audit-log-maxage" = "30"
   }
 }

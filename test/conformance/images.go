@@ -305,9 +305,11 @@ func libraries(bins ...string) ([]layerFile, error) {
 }
 
 // imageBlocks is the spec file that puts the archives on every node.
-func imageBlocks(imgs []image) []byte {
+func imageBlocks(imgs []image, mirror string) []byte {
 	var b strings.Builder
-	b.WriteString("# Written by test/conformance: the suite's images, on every node.\n")
+	b.WriteString("# Written by test/conformance: the suite's images, on every node, and the\n")
+	b.WriteString("# run's registry of the same images as the mirror of every test image reference.\n")
+	fmt.Fprintf(&b, "\nregistry \"localhost\" {\n  mirrors = [%q]\n}\n", mirror)
 	for _, img := range imgs {
 		label := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.TrimSuffix(filepath.Base(img.file), ".tar"), "-"), "-")
 		fmt.Fprintf(&b, "\nimage %q {\n  archive = %q\n}\n", "e2e-"+label, img.file)

@@ -13,7 +13,10 @@
 //     workspace (cached under ~/.cache/clusterctl/conformance/VERSION).
 //  2. Assemble the test images the suite names that can be made here
 //     (images.go) and put them on every node with the spec's image blocks
-//     (conformance-images.hcl in the lab folder, then clusterctl apply).
+//     (conformance-images.hcl in the lab folder, then clusterctl apply),
+//     and serve them from a registry on the lab bridge that the nodes use
+//     as a mirror of "localhost" (registry.go), for pulls with
+//     imagePullPolicy Always.
 //  3. Run the parallel part ([Conformance], not [Serial]) with -procs
 //     processes, then the serial part, with KUBE_TEST_REPO_LIST naming
 //     localhost/e2e for every registry the suite uses.
@@ -102,7 +105,14 @@ func run(ctx context.Context, o options) error {
 	for _, m := range missing {
 		fmt.Printf("  not available offline: %s (%s)\n", m.ref, m.why)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "conformance-images.hcl"), imageBlocks(made), 0o644); err != nil {
+	step("test-image registry on the lab bridge (for pulls with imagePullPolicy Always)")
+	mirror, stopRegistry, err := serveImages(ctx, dir, made)
+	if err != nil {
+		return err
+	}
+	defer stopRegistry()
+	fmt.Printf("  %s serves %d images\n", mirror, len(made))
+	if err := os.WriteFile(filepath.Join(dir, "conformance-images.hcl"), imageBlocks(made, mirror), 0o644); err != nil {
 		return err
 	}
 	step("clusterctl apply: the test images onto every node")
