@@ -331,7 +331,7 @@ func ensurePackages(ctx context.Context) error {
 	if err := sh(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "update", "-qq"); err != nil {
 		return err
 	}
-	return sh(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "install", "-y", "-qq", strings.Join(need, " "))
+	return sh(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", append([]string{"install", "-y", "-qq"}, need...)...)
 }
 
 // layerFile is one entry of an image layer.

@@ -89,7 +89,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	step("build e2e.test, ginkgo and agnhost in %s", ws)
-	if err := buildTools(ctx, ws, out); err != nil {
+	if err := buildTools(ctx, ws, out, o.version); err != nil {
 		return err
 	}
 
@@ -199,8 +199,17 @@ func sh(ctx context.Context, dir string, env []string, name string, args ...stri
 // once (delete the folder to rebuild): the suite, its runner, and the
 // programs of the test images that are Go (agnhost; sample-apiserver, from
 // the staging module at the same release).
-func buildTools(ctx context.Context, ws, out string) error {
+func buildTools(ctx context.Context, ws, out, version string) error {
 	env := []string{"GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0"}
+	// e2e.test reads its Kubernetes version from component-base, as the
+	// servers do: stamped like the bundle's binaries (bundle/build), or the
+	// tests that pick fixtures by version (Pod Security levels) find v0.0.
+	major, minor, _ := strings.Cut(version, ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	var stamp []string
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		stamp = append(stamp, "-X", pkg+".gitVersion=v"+version, "-X", pkg+".gitMajor="+major, "-X", pkg+".gitMinor="+minor, "-X", pkg+".gitTreeState=clean")
+	}
 	for _, b := range []struct{ file, pkg string }{
 		{"agnhost", "k8s.io/kubernetes/test/images/agnhost"},
 		{"sample-apiserver", "k8s.io/sample-apiserver"},
@@ -209,19 +218,26 @@ func buildTools(ctx context.Context, ws, out string) error {
 		{"e2e.test", "k8s.io/kubernetes/test/e2e"},
 	} {
 		dst := filepath.Join(out, b.file)
-		if _, err := os.Stat(dst); err == nil {
-			fmt.Printf("  %s: cached\n", dst)
-			continue
-		}
 		args := []string{"build", "-trimpath", "-o", dst + ".tmp", b.pkg}
 		if b.file == "e2e.test" {
-			args = []string{"test", "-c", "-trimpath", "-o", dst + ".tmp", b.pkg}
+			args = []string{"test", "-c", "-trimpath", "-ldflags=" + strings.Join(stamp, " "), "-o", dst + ".tmp", b.pkg}
+		}
+		// A tool is rebuilt when the command that built it changed.
+		how := strings.Join(args, " ") + "\n"
+		if was, err := os.ReadFile(dst + ".how"); err == nil && string(was) == how {
+			if _, err := os.Stat(dst); err == nil {
+				fmt.Printf("  %s: cached\n", dst)
+				continue
+			}
 		}
 		start := time.Now()
 		if err := sh(ctx, ws, env, "go", args...); err != nil {
 			return err
 		}
 		if err := os.Rename(dst+".tmp", dst); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst+".how", []byte(how), 0o644); err != nil {
 			return err
 		}
 		fmt.Printf("  %s: built in %s\n", b.file, time.Since(start).Round(time.Second))
