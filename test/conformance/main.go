@@ -47,12 +47,13 @@ func main() {
 	procs := flag.Int("procs", 4, "parallel ginkgo processes for the parallel part")
 	focus := flag.String("focus", `\[Conformance\]`, "ginkgo focus regexp")
 	skip := flag.String("skip", "", "ginkgo skip regexp (added to the parallel part's [Serial])")
+	parallel := flag.Bool("parallel", true, "run the parallel part (the tests not marked [Serial])")
 	serial := flag.Bool("serial", true, "run the [Serial] conformance tests after the parallel part")
 	clusterctl := flag.String("clusterctl", "bin/clusterctl", "the clusterctl binary")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, options{dir: *dir, version: *version, procs: *procs, focus: *focus, skip: *skip, serial: *serial, clusterctl: *clusterctl}); err != nil {
+	if err := run(ctx, options{dir: *dir, version: *version, procs: *procs, focus: *focus, skip: *skip, parallel: *parallel, serial: *serial, clusterctl: *clusterctl}); err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(1)
 	}
@@ -61,7 +62,7 @@ func main() {
 type options struct {
 	dir, version, focus, skip, clusterctl string
 	procs                                 int
-	serial                                bool
+	parallel, serial                      bool
 }
 
 func cacheDir() string {
@@ -132,15 +133,19 @@ func run(ctx context.Context, o options) error {
 	env := []string{"KUBE_TEST_REPO_LIST=" + repoList}
 	kubectl := filepath.Join(cacheDir(), "artifacts", "kubectl", o.version, "linux-amd64", "kubectl")
 	e2eFlags := []string{"--kubeconfig=" + kubeconfig, "--provider=skeleton", "--report-dir=" + report, "--kubectl-path=" + kubectl}
-	parts := []struct {
+	type part struct {
 		name, focus, skip string
 		procs             int
-	}{{"parallel", o.focus, join(`\[Serial\]`, o.skip), o.procs}}
+	}
+	var parts []part
+	if o.parallel {
+		parts = append(parts, part{"parallel", o.focus, join(`\[Serial\]`, o.skip), o.procs})
+	}
 	if o.serial {
-		parts = append(parts, struct {
-			name, focus, skip string
-			procs             int
-		}{"serial", `\[Serial\].*` + o.focus + `|` + o.focus + `.*\[Serial\]`, o.skip, 1})
+		parts = append(parts, part{"serial", `\[Serial\].*` + o.focus + `|` + o.focus + `.*\[Serial\]`, o.skip, 1})
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("nothing to run: -parallel=false and -serial=false")
 	}
 	var all []result
 	for _, p := range parts {
