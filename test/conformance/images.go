@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -100,7 +101,11 @@ func makeImages(ctx context.Context, dir, tools, k8sVersion string) (made, missi
 	if err := write("localhost/e2e/agnhost:2.55", append(base, agn...), v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
 		return nil, nil, err
 	}
-	if err := write("localhost/e2e/busybox:1.37.0-2", base, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
+	envsh, err := fileOf(filepath.Join(tools, "envsh"), "/bin/sh", 0o755)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := write("localhost/e2e/busybox:1.37.0-2", append(slices.Clip(base), envsh), v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}); err != nil {
 		return nil, nil, err
 	}
 	// Debian bookworm's dig, as upstream's (bookworm-slim and dnsutils):

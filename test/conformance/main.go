@@ -221,7 +221,12 @@ func buildTools(ctx context.Context, ws, out, version string) error {
 		{"nnp", "k8s.io/kubernetes/test/images/nonewprivs"},
 		{"ginkgo", "github.com/onsi/ginkgo/v2/ginkgo"},
 		{"e2e.test", "k8s.io/kubernetes/test/e2e"},
+		{"envsh", "./test/conformance/envsh"}, // ours: built in this repository
 	} {
+		dir := ws
+		if strings.HasPrefix(b.pkg, "./") {
+			dir = "."
+		}
 		dst := filepath.Join(out, b.file)
 		args := []string{"build", "-trimpath", "-o", dst + ".tmp", b.pkg}
 		if b.file == "e2e.test" {
@@ -229,14 +234,16 @@ func buildTools(ctx context.Context, ws, out, version string) error {
 		}
 		// A tool is rebuilt when the command that built it changed.
 		how := strings.Join(args, " ") + "\n"
-		if was, err := os.ReadFile(dst + ".how"); err == nil && string(was) == how {
+		// Ours is always built (Go's build cache makes that quick), so an
+		// edit reaches the image.
+		if was, err := os.ReadFile(dst + ".how"); err == nil && string(was) == how && dir == ws {
 			if _, err := os.Stat(dst); err == nil {
 				fmt.Printf("  %s: cached\n", dst)
 				continue
 			}
 		}
 		start := time.Now()
-		if err := sh(ctx, ws, env, "go", args...); err != nil {
+		if err := sh(ctx, dir, env, "go", args...); err != nil {
 			return err
 		}
 		if err := os.Rename(dst+".tmp", dst); err != nil {
