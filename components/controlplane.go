@@ -163,6 +163,13 @@ func apiServer(in Input, h spec.Host) (Desired, error) {
 		"requestheader-username-headers":     "X-Remote-User",
 		"proxy-client-cert-file":             p(pki.IDFrontProxyClient + ".crt"),
 		"proxy-client-key-file":              p(pki.IDFrontProxyClient + ".key"),
+		// A graceful and prompt stop: in-flight requests finish, new ones
+		// get 429 with Retry-After (an HA client retries elsewhere), watches
+		// are ended within 2s, and the HTTP server gets 2s instead of the
+		// request timeout (60s), so the process exits in about 2s instead
+		// of being killed at the agent's stop timeout.
+		"shutdown-send-retry-after":               "true",
+		"shutdown-watch-termination-grace-period": "2s",
 	}
 	maps.Copy(args, tlsArgs())
 	ring, err := in.keyring()

@@ -88,6 +88,9 @@ func TestAPIServerHardening(t *testing.T) {
 		"audit-log-maxbackup":        "10",
 		"audit-log-maxsize":          "100",
 		"tls-min-version":            "VersionTLS12",
+		// stops in about 2s (gracefully) instead of the agent's kill
+		"shutdown-send-retry-after":               "true",
+		"shutdown-watch-termination-grace-period": "2s",
 	}
 	for k, v := range want {
 		if a[k] != v {
