@@ -278,6 +278,9 @@ func Preflight(in Input) error {
 			}
 			errs = append(errs, fmt.Errorf("host %s: missing tools: %s; install them (Debian: apt-get install iptables mount) and plan again", h.Name, strings.Join(parts, ", ")))
 		}
+		if f, ok := in.Facts[h.Name]; ok && (slices.Contains(needs, bundle.Kubelet) || slices.Contains(needs, bundle.Containerd)) {
+			errs = append(errs, in.inotifyLimits(h.Name, f)...)
+		}
 		if f, ok := in.Facts[h.Name]; ok && f.CgroupVersion == 0 {
 			errs = append(errs, fmt.Errorf("host %s: no cgroup hierarchy is mounted at /sys/fs/cgroup; containerd and the kubelet need one", h.Name))
 		}
@@ -294,6 +297,39 @@ func Preflight(in Input) error {
 		return fmt.Errorf("preflight: the hosts are not ready for the node components; nothing was changed:\n%w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// The inotify a node needs: measured on the lab, a control plane uses 22
+// instances (kubelet 6, containerd 2, kube-proxy 1, the control plane's
+// 13), a worker 9; the floors leave room for more. Lab hosts share one
+// kernel and one user (root), so their needs add up: ten lab hosts at the
+// default 128 instances make every kubelet crash-loop with "too many open
+// files".
+const (
+	inotifyInstancesPerHost = 32
+	inotifyWatchesPerHost   = 8192
+)
+
+// inotifyLimits names a host whose kernel's inotify limits are too low for
+// its node components (and, for lab hosts, for every lab host of the spec
+// sharing that kernel).
+func (in Input) inotifyLimits(host string, f provision.Facts) []error {
+	sharing, why := 1, ""
+	if _, lab := in.Lab[host]; lab {
+		sharing = len(in.Lab)
+		why = fmt.Sprintf(" for the %d lab hosts sharing this kernel", sharing)
+	}
+	var errs []error
+	check := func(name string, have, perHost int) {
+		want := perHost * sharing
+		if have > 0 && have < want {
+			errs = append(errs, fmt.Errorf("host %s: fs.inotify.%s is %d; the kubelet, containerd and kube-proxy need at least %d%s: run `sysctl -w fs.inotify.%s=%d` on it (and keep it in /etc/sysctl.d; `clusterctl lab up` raises it for labs)",
+				host, name, have, want, why, name, max(want, 2*have)))
+		}
+	}
+	check("max_user_instances", f.InotifyInstances, inotifyInstancesPerHost)
+	check("max_user_watches", f.InotifyWatches, inotifyWatchesPerHost)
+	return errs
 }
 
 // NodeMeta is what clusterctl keeps on a Node object: the labels and

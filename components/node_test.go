@@ -204,6 +204,36 @@ func TestPreflightListsEveryHost(t *testing.T) {
 	}
 }
 
+// Lab hosts share one kernel: the inotify they need adds up, and the
+// preflight names the limit, the hosts and the fix before anything starts.
+func TestPreflightInotifyLimits(t *testing.T) {
+	c := loadSpec(t, testSpec)
+	in := testInput(t, c, labFacts)
+	for _, h := range c.Hosts() {
+		f := labFacts()
+		f.InotifyInstances, f.InotifyWatches = 128, 1048576
+		in.Facts[h.Name] = f
+	}
+	if err := Preflight(in); err != nil {
+		t.Fatalf("real hosts at the default 128 instances: %v", err)
+	}
+	for i := range 10 { // the spec's hosts are lab hosts; seven more share the kernel
+		name := c.Hosts()[i%len(c.Hosts())].Name
+		in.Lab[name] = LabHost{Lab: "ab12", Host: name}
+	}
+	for i := len(in.Lab); i < 10; i++ {
+		in.Lab[fmt.Sprintf("other-%d", i)] = LabHost{Lab: "ab12"}
+	}
+	err := Preflight(in)
+	want := "fs.inotify.max_user_instances is 128; the kubelet, containerd and kube-proxy need at least 320 for the 10 lab hosts sharing this kernel: run `sysctl -w fs.inotify.max_user_instances=320`"
+	if err == nil || !strings.Contains(err.Error(), "host worker-1: "+want) {
+		t.Fatalf("want %q, got:\n%v", want, err)
+	}
+	if strings.Contains(err.Error(), "max_user_watches") {
+		t.Errorf("watches are high enough:\n%v", err)
+	}
+}
+
 func TestKubeletConfigFromFacts(t *testing.T) {
 	c := loadSpec(t, testSpec)
 	in := testInput(t, c, labFacts)

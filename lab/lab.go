@@ -249,6 +249,9 @@ func (l *Lab) build(ctx context.Context, out io.Writer) error {
 	if err := os.WriteFile(filepath.Join(s.Dir, clientKeyFile+".pub"), authorizedLine(client.public, "clusterctl-lab-"+s.ID), 0o644); err != nil {
 		return err
 	}
+	if err := raiseKernelLimits("/proc/sys", out); err != nil {
+		return err
+	}
 	cgroups, links, err := workstationCgroups()
 	if err != nil {
 		return err

@@ -34,6 +34,10 @@ type Facts struct {
 	// LabHost is /etc/clusterctl/lab-host.json, which `clusterctl lab`
 	// writes inside each lab host; nil on real hosts.
 	LabHost []byte
+	// InotifyInstances and InotifyWatches are the kernel's per-user inotify
+	// limits (fs.inotify.max_user_instances, max_user_watches); 0 when
+	// unknown. The kubelet and containerd cannot start without instances.
+	InotifyInstances, InotifyWatches int
 }
 
 // Linux capability bits the components care about.
@@ -72,6 +76,8 @@ kv cpus "$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
 kv mem_kb "$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 kv swaps "$(($(wc -l < /proc/swaps) - 1))"
 kv capeff "$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)"
+kv inotify_instances "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null)"
+kv inotify_watches "$(cat /proc/sys/fs/inotify/max_user_watches 2>/dev/null)"
 # Look for tools where the agent's components will (agent/process.go's
 # PATH), not only on the login user's PATH: without sudo a non-root user's
 # PATH often lacks /usr/sbin, where iptables lives.
@@ -150,6 +156,10 @@ func parseFacts(out []byte) (Facts, error) {
 			f.SwapOn = n > 0
 		case k == "capeff":
 			f.CapEff, err = strconv.ParseUint(v, 16, 64)
+		case k == "inotify_instances" && v != "":
+			f.InotifyInstances, err = strconv.Atoi(v)
+		case k == "inotify_watches" && v != "":
+			f.InotifyWatches, err = strconv.Atoi(v)
 		case strings.HasPrefix(k, "tool."):
 			f.Tools[strings.TrimPrefix(k, "tool.")] = v
 		case k == "installed.json":

@@ -103,6 +103,8 @@ cpus=4
 mem_kb=8000000
 swaps=0
 capeff=000001ffffffffff
+inotify_instances=128
+inotify_watches=65536
 tool.iptables=/usr/sbin/iptables
 tool.ip=/usr/bin/ip
 installed.json=eyJ2ZXJzaW9uIjoxfQ==
@@ -116,7 +118,7 @@ end=1
 		Hostname: "node1", OS: "debian", OSVersion: "12", Machine: "aarch64", Arch: "arm64",
 		Kernel: "6.1.0-18-arm64", CgroupVersion: 2, SystemdPID1: true, CPUs: 4, MemoryBytes: 8000000 * 1024,
 		CapEff: 0x1ffffffffff, Tools: map[string]string{"iptables": "/usr/sbin/iptables", "ip": "/usr/bin/ip"},
-		Installed: []byte(`{"version":1}`),
+		Installed: []byte(`{"version":1}`), InotifyInstances: 128, InotifyWatches: 65536,
 	}
 	if d := cmp.Diff(want, f); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
