@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/components"
+	"github.com/clusterctl/clusterctl/internal/filesum"
 	"github.com/clusterctl/clusterctl/pki"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/clusterctl/clusterctl/spec"
@@ -106,7 +107,7 @@ func (s *Session) planApply(ctx context.Context, c *Computed) ([]plan.Change, er
 	world := c.World
 	// Hosts that lack what the node components need fail the plan before
 	// anything (the local PKI included) is written.
-	if err := components.Preflight(components.Input{Cluster: s.Cluster, Facts: world.Facts, Installed: world.Installed}); err != nil {
+	if err := components.Preflight(components.Input{Cluster: s.Cluster, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed}); err != nil {
 		return nil, err
 	}
 	table, err := pki.NewTable(components.PKICluster(s.Cluster))
@@ -133,11 +134,17 @@ func (s *Session) planApply(ctx context.Context, c *Computed) ([]plan.Change, er
 	if keys.Note != "" {
 		s.warnings = append(s.warnings, keys.Note)
 	}
+	sums := filesum.Open(s.Store.SumCachePath())
 	in := components.Input{Cluster: s.Cluster, PKI: pkiView{r: store, t: table}, Cache: s.Cache,
-		Platforms: world.Platforms, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed}
+		Platforms: world.Platforms, Lab: world.Lab, Facts: world.Facts, Installed: world.Installed, Sums: sums}
 	desired, err := components.DesiredAll(in)
 	if err != nil {
 		return nil, err
+	}
+	// Only a cache: never the reason a state folder appears, and a folder
+	// that cannot be written costs a re-read next time, nothing more.
+	if _, err := os.Stat(s.Store.Dir); err == nil {
+		_ = sums.Save()
 	}
 	// Every host that runs a component gets the agent first.
 	var all []components.Desired

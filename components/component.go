@@ -31,6 +31,7 @@ const AgentComponent = "agent"
 const (
 	PkgRoot       = "/opt/clusterctl/pkg"
 	AgentBinary   = "/opt/clusterctl/bin/clusterctl"
+	SumCache      = agent.DefaultSumCache // the agent's cache of file digests (Observe)
 	ConfigRoot    = "/etc/clusterctl"
 	InstalledFile = "/etc/clusterctl/installed.json"
 	LogDir        = "/var/log/clusterctl"

@@ -60,7 +60,7 @@ func (in Input) userImages(host string) ([]Artifact, error) {
 	}
 	var out []Artifact
 	for _, img := range in.Cluster.ImagesFor(h) {
-		sum, size, err := bundle.HashFile(img.Archive)
+		sum, size, err := in.hashFile(img.Archive)
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", img.Name, err)
 		}
@@ -68,6 +68,15 @@ func (in Input) userImages(host string) ([]Artifact, error) {
 			Dest: path.Join(PkgRoot, "images", img.Name, sum[:16], "image.tar"), Mode: 0o644})
 	}
 	return out, nil
+}
+
+// hashFile digests a workstation file, through Sums when set: every host
+// that gets an archive would otherwise read it again, on every plan.
+func (in Input) hashFile(p string) (string, int64, error) {
+	if in.Sums != nil {
+		return in.Sums.Sum(p)
+	}
+	return bundle.HashFile(p)
 }
 
 // containerd renders containerd with runc from the bundle: the CRI plugin

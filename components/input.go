@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/clusterctl/clusterctl/bundle"
+	"github.com/clusterctl/clusterctl/internal/filesum"
 	"github.com/clusterctl/clusterctl/pki"
 	"github.com/clusterctl/clusterctl/provision"
 	"github.com/clusterctl/clusterctl/spec"
@@ -37,6 +38,10 @@ type Input struct {
 	// Installed is what each host's installed.json says; allocations made
 	// earlier (a node's pod CIDR) are kept from it.
 	Installed map[string]Installed
+	// Sums, when set, remembers the digests of the spec's image archives
+	// (read once per run, and again only when they change); nil reads them
+	// every time.
+	Sums *filesum.Cache
 }
 
 // LabHost is what a lab host's /etc/clusterctl/lab-host.json says. Only

@@ -36,8 +36,14 @@ func Observe(ctx context.Context, h Host, installedJSON []byte) (Installed, []pl
 		for i, p := range paths {
 			onLayout[i] = l.Path(p)
 		}
-		// Missing files print nothing; `|| true` because sha256sum exits 1 then.
-		out, err := h.Run(ctx, "sha256sum -- "+shellJoin(onLayout...)+" 2>/dev/null || true")
+		// The agent's sha256sum reads only files changed since it last did
+		// (a no-change plan used to hash every binary and image archive of
+		// every host); sha256sum where the agent is older or missing.
+		// Missing files print nothing; `|| true` because sha256sum exits 1
+		// then.
+		files := shellJoin(onLayout...)
+		out, err := h.Run(ctx, "{ "+shellQuote(l.Path(AgentBinary))+" agent sha256sum --cache "+shellQuote(l.Path(SumCache))+" -- "+files+
+			" || sha256sum -- "+files+"; } 2>/dev/null || true")
 		if err != nil {
 			return Installed{}, nil, fmt.Errorf("%s: check installed files: %w", h.Name(), err)
 		}

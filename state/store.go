@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +40,7 @@ const (
 	lockFile       = "lock.json"
 	backupDir      = "backups"
 	journalFile    = "journal.jsonl"
+	sumCacheFile   = "sha256-cache.json"
 	pkiDir         = "pki"
 	snapshotsDir   = "snapshots"
 	defaultBackups = 10
@@ -65,6 +68,10 @@ func (f *FileStore) PKIDir() string { return filepath.Join(f.Dir, pkiDir) }
 
 // SnapshotsDir is where etcd snapshots taken before upgrades are kept.
 func (f *FileStore) SnapshotsDir() string { return filepath.Join(f.Dir, snapshotsDir) }
+
+// SumCachePath is where the digests of the workstation's files (the spec's
+// image archives) are remembered between runs (internal/filesum).
+func (f *FileStore) SumCachePath() string { return filepath.Join(f.Dir, sumCacheFile) }
 
 // JournalPath is the journal of apply steps.
 func (f *FileStore) JournalPath() string { return filepath.Join(f.Dir, journalFile) }
@@ -128,39 +135,119 @@ func (f *FileStore) Write(s *State) error {
 }
 
 // backup copies the current state to backups/state-<serial>.json and prunes
-// the oldest beyond f.Backups.
+// the oldest of the same lineage beyond f.Backups. A backup is never
+// overwritten: the file is created exclusively, and when its name is taken
+// by other bytes (another lineage, after a lost state.json) the copy gets
+// a name of its own. Backups of other lineages are never pruned.
 func (f *FileStore) backup(cur *State) error {
 	dir := filepath.Join(f.Dir, backupDir)
 	b, err := json.MarshalIndent(cur, "", "  ")
 	if err != nil {
 		return err
 	}
+	b = append(b, '\n')
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("back up state serial %d: %w", cur.Serial, err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("state-%08d.json", cur.Serial)), append(b, '\n'), 0o600); err != nil {
+	if err := keepBackup(dir, cur, b); err != nil {
 		return fmt.Errorf("back up state serial %d: %w", cur.Serial, err)
 	}
-	entries, err := os.ReadDir(dir)
+	names, err := f.backupsOf(cur.Lineage)
 	if err != nil {
 		return fmt.Errorf("back up state: %w", err)
 	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "state-") && strings.HasSuffix(e.Name(), ".json") {
-			names = append(names, e.Name())
-		}
-	}
-	slices.Sort(names) // zero-padded serials sort in order
 	keep := f.Backups
 	if keep <= 0 {
 		keep = defaultBackups
 	}
 	for len(names) > keep {
-		if err := os.Remove(filepath.Join(dir, names[0])); err != nil {
+		if err := os.Remove(filepath.Join(dir, names[0].name)); err != nil {
 			return fmt.Errorf("prune state backup: %w", err)
 		}
 		names = names[1:]
 	}
 	return nil
+}
+
+// keepBackup writes b under the first free name for cur's serial; a name
+// that already holds exactly b is the backup already made.
+func keepBackup(dir string, cur *State, b []byte) error {
+	short := cur.Lineage
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	for i := 0; i < 100; i++ {
+		name := fmt.Sprintf("state-%08d.json", cur.Serial)
+		switch {
+		case i == 1:
+			name = fmt.Sprintf("state-%08d-%s.json", cur.Serial, short)
+		case i > 1:
+			name = fmt.Sprintf("state-%08d-%s-%d.json", cur.Serial, short, i)
+		}
+		path := filepath.Join(dir, name)
+		err := createLock(path, b) // exclusive, whole content at once
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if old, rerr := os.ReadFile(path); rerr == nil && bytes.Equal(old, b) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no free backup name for serial %d in %s", cur.Serial, dir)
+}
+
+type backupFile struct {
+	name   string
+	serial uint64
+}
+
+// backupsOf lists the backups of a lineage, oldest serial first.
+func (f *FileStore) backupsOf(lineage string) ([]backupFile, error) {
+	dir := filepath.Join(f.Dir, backupDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []backupFile
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), "state-") || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var s struct {
+			Lineage string `json:"lineage"`
+			Serial  uint64 `json:"serial"`
+		}
+		if json.Unmarshal(b, &s) != nil || s.Lineage != lineage {
+			continue // unreadable or another lineage: never pruned
+		}
+		out = append(out, backupFile{name: e.Name(), serial: s.Serial})
+	}
+	slices.SortFunc(out, func(a, b backupFile) int {
+		if a.serial != b.serial {
+			return cmp.Compare(a.serial, b.serial)
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return out, nil
+}
+
+// MaxBackupSerial is the highest serial of lineage among the backups (0
+// when there is none), so a state rebuilt in this folder continues above
+// it.
+func (f *FileStore) MaxBackupSerial(lineage string) (uint64, error) {
+	names, err := f.backupsOf(lineage)
+	if err != nil || len(names) == 0 {
+		return 0, err
+	}
+	return names[len(names)-1].serial, nil
 }

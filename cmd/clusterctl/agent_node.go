@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/ctrimages"
 	"github.com/clusterctl/clusterctl/kubeapi"
 	"github.com/clusterctl/clusterctl/podnet"
@@ -20,7 +22,31 @@ import (
 // the agent as a component (cni) or as health probes (containerd-images,
 // node-ready). They are hidden: nobody types them.
 func newAgentNodeCmds() []*cobra.Command {
-	return []*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd(), newAgentAddonCmd()}
+	return []*cobra.Command{newAgentCNICmd(), newAgentContainerdImagesCmd(), newAgentNodeReadyCmd(), newAgentAddonCmd(), newAgentSHA256Cmd()}
+}
+
+// newAgentSHA256Cmd prints `sha256sum` lines for the files that exist,
+// reading only those changed since the cache recorded them (plan checks
+// every installed file of every host with it).
+func newAgentSHA256Cmd() *cobra.Command {
+	cache := agent.DefaultSumCache
+	cmd := &cobra.Command{
+		Use:    "sha256sum [--cache FILE] PATH...",
+		Short:  "Print the sha256 of files, like sha256sum, from a cache where they did not change",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sums := agent.SHA256Files(args, cache)
+			w := bufio.NewWriter(cmd.OutOrStdout())
+			for _, p := range args {
+				if s, ok := sums[p]; ok {
+					fmt.Fprintf(w, "%s  %s\n", s, p)
+				}
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&cache, "cache", cache, "`FILE` of cached digests (\"\" reads every file)")
+	return cmd
 }
 
 func newAgentCNICmd() *cobra.Command {
