@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterctl/clusterctl/bundle"
 	"github.com/clusterctl/clusterctl/components"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/clusterctl/clusterctl/provision"
@@ -35,7 +36,9 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		return Summary{}, err
 	}
 	if st == nil && c.Plan.Mode != plan.ModeDestroy { // a destroy never creates a state
-		st = state.New(s.Cluster.Name())
+		if st, err = s.newState(ctx); err != nil {
+			return Summary{}, err
+		}
 	}
 	journal, err := state.OpenJournal(s.Store.JournalPath())
 	if err != nil {
@@ -122,7 +125,8 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			d, ok := c.Desired[address]
 			return d, ok
 		}}
-	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}}
+	ex := &executor{s: s, c: c, inst: inst, env: env, once: map[string]*onceErr{}, barriers: map[string]*startBarrier{}}
+	inst.BeforeStart = ex.beforeStart
 	runStep := func(ctx context.Context, step plan.Step) error {
 		s.logf("%s %s on %s ...", step.Action.Symbol(), step.Component, joinHosts(step.Hosts))
 		var changes []plan.Change
@@ -133,7 +137,11 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 			}
 			changes = append(changes, ch)
 		}
+		barrier := ex.startTogether(step, changes)
 		errs := provision.ForEach(ctx, changes, len(changes), func(ctx context.Context, _ int, ch plan.Change) error {
+			if barrier != nil {
+				defer barrier.arrive(ch.Host) // a member that fails early holds nobody back
+			}
 			t0 := time.Now()
 			err := ex.change(ctx, ch)
 			if err == nil {
@@ -178,6 +186,13 @@ func (s *Session) Apply(ctx context.Context, c *Computed, runID string, stop <-c
 		}
 		stMu.Unlock()
 	}
+	if st != nil && c.Plan.Mode != plan.ModeDestroy {
+		stMu.Lock()
+		if err := s.stampLineage(ctx, st); err != nil {
+			res.Outcomes = append(res.Outcomes, Outcome{Step: plan.Step{ID: "state"}, Status: state.StepFailed, Err: err})
+		}
+		stMu.Unlock()
+	}
 	return Summary{Result: res, Uploaded: uploaded, Elapsed: time.Since(start), HaltedBy: haltedBy}, res.Err()
 }
 
@@ -190,8 +205,48 @@ type executor struct {
 	inst *components.Installer
 	env  *components.Env
 
-	mu   sync.Mutex
-	once map[string]*onceErr // what runs at most once a run: a component's Once hook, an agent start on a host
+	mu       sync.Mutex
+	once     map[string]*onceErr      // what runs at most once a run: a component's Once hook, an agent start on a host
+	barriers map[string]*startBarrier // by component: members that start together
+}
+
+// startTogether returns a barrier for the members of a new etcd cluster
+// (every change of the step creates a member and no host runs etcd yet),
+// or nil. With fewer run-wide slots than members the members could not all
+// wait at once, so they start as they come, as before.
+func (e *executor) startTogether(step plan.Step, changes []plan.Change) *startBarrier {
+	if e.c.Plan.Mode != plan.ModeApply || step.Component != bundle.Etcd || len(changes) < 2 || e.s.parallelism() < len(changes) {
+		return nil
+	}
+	var hosts []string
+	for _, ch := range changes {
+		if ch.Action != plan.Create {
+			return nil
+		}
+		hosts = append(hosts, ch.Host)
+	}
+	for _, inst := range e.c.World.Installed {
+		if _, ok := inst.Components[bundle.Etcd]; ok {
+			return nil
+		}
+	}
+	b := newStartBarrier(hosts)
+	e.mu.Lock()
+	e.barriers[step.Component] = b
+	e.mu.Unlock()
+	return b
+}
+
+// beforeStart is the Installer's BeforeStart: members of a new etcd
+// cluster wait for each other there.
+func (e *executor) beforeStart(ctx context.Context, host, component string) error {
+	e.mu.Lock()
+	b := e.barriers[component]
+	e.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	return b.wait(ctx, host)
 }
 
 func (e *executor) onceFor(key string) *onceErr {

@@ -145,6 +145,16 @@ func (s *Session) Host(name string) (components.Host, bool) {
 	return componentHost{c.Client}, true
 }
 
+// Clients returns the SSH clients of every connected host (the spec's and
+// those that left it), for the host lease.
+func (s *Session) Clients() []*provision.Client {
+	var out []*provision.Client
+	for _, name := range slices.Sorted(maps.Keys(s.conns)) {
+		out = append(out, s.conns[name].Client)
+	}
+	return out
+}
+
 // Client returns the SSH client of a connected host.
 func (s *Session) Client(name string) (*provision.Client, bool) {
 	c, ok := s.conns[name]

@@ -24,6 +24,10 @@ type Installer struct {
 	// OnUpload is told about every uploaded artifact (bytes sent; 0 when
 	// the host already had it).
 	OnUpload func(host, dest string, sent int64)
+	// BeforeStart, when set, is called before a component's first start on
+	// a host, with its files in place; an error stops the install. The
+	// executor starts the members of a new etcd cluster together with it.
+	BeforeStart func(ctx context.Context, host, component string) error
 
 	mu    sync.Mutex
 	hosts map[string]*sync.Mutex // serialises installed.json updates per host
@@ -230,6 +234,11 @@ func (in *Installer) Install(ctx context.Context, h Host, d Desired, current *In
 		return err
 	}
 
+	if current == nil && in.BeforeStart != nil {
+		if err := in.BeforeStart(ctx, name, d.Component); err != nil {
+			return step("wait to start with the other members", err)
+		}
+	}
 	if err := in.switchTo(ctx, h, d.Component, gen); err != nil {
 		return step(fmt.Sprintf("switch to generation %d", gen), err)
 	}

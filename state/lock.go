@@ -36,6 +36,9 @@ type LockInfo struct {
 	PID       int       `json:"pid"`
 	PIDStart  string    `json:"pid_start,omitempty"` // process start time, to tell a reused PID apart
 	Created   time.Time `json:"created"`
+	// Replaced is the ID of the stale lock (its holder died on this
+	// machine) that Lock took over; not stored.
+	Replaced string `json:"-"`
 }
 
 // LockedError names the holder of the lock.
@@ -110,6 +113,7 @@ func (f *FileStore) Lock(operation string) (LockInfo, error) {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return LockInfo{}, fmt.Errorf("lock state: remove stale lock: %w", err)
 		}
+		info.Replaced = held.ID
 	}
 	return LockInfo{}, fmt.Errorf("lock state: %w: lost a race for %s", ErrLocked, path)
 }

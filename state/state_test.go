@@ -112,8 +112,12 @@ func TestLockTakesOverStaleLockOfDeadProcess(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lock.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Lock("apply"); err != nil {
+	info, err := st.Lock("apply")
+	if err != nil {
 		t.Fatalf("stale lock of a dead process should be taken over: %v", err)
+	}
+	if info.Replaced != "dead" { // the host leases of that run are taken over too
+		t.Errorf("Replaced = %q, want the dead run's ID", info.Replaced)
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clusterctl/clusterctl/apply"
+	"github.com/clusterctl/clusterctl/hostlease"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/clusterctl/clusterctl/state"
 	"github.com/spf13/cobra"
@@ -114,11 +116,12 @@ func (r run) exec(ctx context.Context, g *globals, o *clusterOptions, stdout, st
 	if enc != nil {
 		s.Events = func(e apply.Event) { enc.Encode(e) }
 	}
-	lock, err := takeLock(s.Store, mode)
+	lock, err := takeLock(ctx, s, mode, stderr)
 	if err != nil {
 		return err
 	}
 	defer lock.release(stderr)
+	stop = stopOnLost(ctx, stop, lock.lost)
 
 	c, err := s.Plan(ctx, r.opts)
 	if err != nil {
@@ -202,24 +205,70 @@ func title(m plan.Mode) string {
 	return strings.ToUpper(string(m[:1])) + string(m[1:])
 }
 
-// heldLock is the state lock of a run, released when the run ends
-// whichever way, approval refused or not given included.
+// heldLock is the lock of a run: the state lock in the local folder and
+// the lease on every host, under the same run ID; released when the run
+// ends whichever way, approval refused or not given included.
 type heldLock struct {
 	state.LockInfo
 	store *state.FileStore
+	hosts *hostlease.Held
+	lost  <-chan struct{} // closed when a renewal finds the lease gone
 	mode  plan.Mode
 	gone  bool // the lock moved away with the state folder (destroy)
 }
 
-func takeLock(store *state.FileStore, mode plan.Mode) (*heldLock, error) {
-	info, err := store.Lock(string(mode))
+// takeLock takes the local state lock first (a second run from this
+// folder fails without touching the hosts), then the lease on the hosts
+// (a run from another folder or machine fails naming the holder).
+func takeLock(ctx context.Context, s *apply.Session, mode plan.Mode, stderr io.Writer) (*heldLock, error) {
+	info, err := s.Store.Lock(string(mode))
 	if err != nil {
 		return nil, err
 	}
-	return &heldLock{LockInfo: info, store: store, mode: mode}, nil
+	holder := hostlease.Holder{ID: info.ID, Who: info.Who, Operation: info.Operation, Started: info.Created, Replaces: info.Replaced}
+	var runners []hostlease.Runner
+	for _, c := range s.Clients() {
+		runners = append(runners, c)
+	}
+	lostCh := make(chan struct{})
+	var lostOnce sync.Once
+	lost := func(host string, err error) {
+		lostOnce.Do(func() {
+			fmt.Fprintf(stderr, "Error: host %s: %v; stopping after the running steps, as after Ctrl-C, since another run may now change this host\n", host, err)
+			close(lostCh)
+		})
+	}
+	held, err := hostlease.Locker{}.AcquireAll(ctx, runners, holder, lost)
+	if err != nil {
+		if uerr := s.Store.Unlock(info.ID); uerr != nil {
+			fmt.Fprintf(stderr, "Error: release the state lock: %v\n", uerr)
+		}
+		return nil, err
+	}
+	return &heldLock{LockInfo: info, store: s.Store, hosts: held, mode: mode, lost: lostCh}, nil
+}
+
+// stopOnLost returns a stop channel closed by the first of stop (Ctrl-C)
+// and lost (the host lease was taken away): a run that lost its lease
+// starts nothing new.
+func stopOnLost(ctx context.Context, stop <-chan struct{}, lost <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+		case <-lost:
+		case <-ctx.Done():
+			return
+		}
+		close(out)
+	}()
+	return out
 }
 
 func (l *heldLock) release(stderr io.Writer) {
+	if err := l.hosts.Release(l.mode == plan.ModeDestroy); err != nil {
+		fmt.Fprintf(stderr, "Error: release the host lease: %v\n", err)
+	}
 	if l.gone {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/clusterctl/clusterctl/apply"
 	"github.com/clusterctl/clusterctl/plan"
 	"github.com/clusterctl/clusterctl/state"
 )
@@ -196,7 +197,7 @@ func TestLockReleasedWhenApprovalFails(t *testing.T) {
 		store := state.NewFileStore(dir)
 		var stderr bytes.Buffer
 		err := func() error {
-			lock, err := takeLock(store, mode)
+			lock, err := takeLock(context.Background(), &apply.Session{Store: store}, mode, &stderr)
 			if err != nil {
 				return err
 			}

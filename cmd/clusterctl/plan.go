@@ -61,6 +61,7 @@ Exit codes with -detailed-exitcode: 0 no changes, 1 error, 2 changes present.`,
 				return err
 			}
 			defer s.Close()
+			warnRunning(ctx, s, stderr)
 			c, err := s.Plan(ctx, opts)
 			if err != nil {
 				return err
