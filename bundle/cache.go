@@ -1,12 +1,9 @@
 package bundle
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
+	"github.com/clusterctl/clusterctl/internal/filesum"
 )
 
 // ManifestName is the file, inside an artifact folder, that records what the
@@ -282,17 +280,7 @@ func splitPath(rel string) []string {
 
 // HashFile returns the hex sha256 and size of a file.
 func HashFile(path string) (sum string, size int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return filesum.Hash(path)
 }
 
 // WriteFileAtomic writes data so that readers see the old content or the

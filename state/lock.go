@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // ErrLocked means another run holds the state lock; waiting for it (or
@@ -90,6 +92,7 @@ func (f *FileStore) Lock(operation string) (LockInfo, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		err := createLock(path, append(b, '\n'))
 		if err == nil {
+			f.handOver(&info)
 			return info, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -116,6 +119,36 @@ func (f *FileStore) Lock(operation string) (LockInfo, error) {
 		info.Replaced = held.ID
 	}
 	return LockInfo{}, fmt.Errorf("lock state: %w: lost a race for %s", ErrLocked, path)
+}
+
+// handOver names in info.Replaced the run from this folder that could not
+// release its lease on every host (NoteUnreleased): holding this folder's
+// lock means that run has ended, so its leases on hosts it could not reach
+// at its end (a host rebooting, a link down) are this run's to take over at
+// once rather than after they expire.
+func (f *FileStore) handOver(info *LockInfo) {
+	if info.Replaced != "" {
+		return
+	}
+	if b, err := os.ReadFile(filepath.Join(f.Dir, unreleasedFile)); err == nil {
+		if id := strings.TrimSpace(string(b)); plainID(id) {
+			info.Replaced = id
+		}
+	}
+}
+
+// NoteUnreleased records that run id ended with a host lease it could not
+// release, for the next run from this folder (handOver).
+func (f *FileStore) NoteUnreleased(id string) error {
+	return atomicfile.Write(filepath.Join(f.Dir, unreleasedFile), []byte(id+"\n"), 0o600)
+}
+
+// ClearUnreleased forgets it once a run released every lease.
+func (f *FileStore) ClearUnreleased() error {
+	if err := os.Remove(filepath.Join(f.Dir, unreleasedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // createLock makes the lock file with its whole content at once: written

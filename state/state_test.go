@@ -121,6 +121,40 @@ func TestLockTakesOverStaleLockOfDeadProcess(t *testing.T) {
 	}
 }
 
+// A run that could not release its lease on every host is named to the
+// next run from this folder, which may take those leases over; a run that
+// released everything leaves nothing to take over.
+func TestLockNamesAnUnreleasedRun(t *testing.T) {
+	st := NewFileStore(t.TempDir())
+	first, err := st.Lock("apply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Replaced != "" {
+		t.Errorf("first run replaces %q", first.Replaced)
+	}
+	if err := st.NoteUnreleased(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Unlock(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.Lock("apply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Replaced != first.ID {
+		t.Errorf("second run replaces %q, want %q", second.Replaced, first.ID)
+	}
+	if err := st.ClearUnreleased(); err != nil {
+		t.Fatal(err)
+	}
+	st.Unlock(second.ID)
+	if third, err := st.Lock("apply"); err != nil || third.Replaced != "" {
+		t.Errorf("after a clean release: replaces %q, %v", third.Replaced, err)
+	}
+}
+
 func TestLockOfOtherMachineIsKeptAndForceUnlock(t *testing.T) {
 	dir := t.TempDir()
 	st := NewFileStore(dir)

@@ -38,6 +38,7 @@ const (
 	DefaultDir     = ".clusterctl"
 	stateFile      = "state.json"
 	lockFile       = "lock.json"
+	unreleasedFile = "unreleased-lease"
 	backupDir      = "backups"
 	journalFile    = "journal.jsonl"
 	sumCacheFile   = "sha256-cache.json"

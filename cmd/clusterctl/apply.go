@@ -266,11 +266,21 @@ func stopOnLost(ctx context.Context, stop <-chan struct{}, lost <-chan struct{})
 }
 
 func (l *heldLock) release(stderr io.Writer) {
-	if err := l.hosts.Release(l.mode == plan.ModeDestroy); err != nil {
-		fmt.Fprintf(stderr, "Error: release the host lease: %v\n", err)
+	herr := l.hosts.Release(l.mode == plan.ModeDestroy)
+	if herr != nil {
+		fmt.Fprintf(stderr, "Error: release the host lease: %v\n", herr)
 	}
 	if l.gone {
 		return
+	}
+	// The next run from this folder takes over what could not be released
+	// (a host rebooting, a link down) instead of waiting for it to expire.
+	if herr != nil {
+		if err := l.store.NoteUnreleased(l.ID); err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+		}
+	} else if err := l.store.ClearUnreleased(); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
 	}
 	if err := l.store.Unlock(l.ID); err != nil {
 		fmt.Fprintf(stderr, "Error: release the state lock: %v\n", err)

@@ -65,7 +65,7 @@ func (c *Cache) Sum(p string) (string, int64, error) {
 	if ok && e.SHA256 != "" && e.same(id) {
 		return e.SHA256, e.Size, nil
 	}
-	sum, n, err := hashFile(p)
+	sum, n, err := Hash(p)
 	if err != nil {
 		return "", 0, err
 	}
@@ -117,7 +117,8 @@ func stat(p string) (entry, error) {
 		MtimeNS: st.Mtim.Sec*1e9 + st.Mtim.Nsec, CtimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec}, nil
 }
 
-func hashFile(p string) (string, int64, error) {
+// Hash reads the file at p and returns its sha256 (hex) and size.
+func Hash(p string) (string, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", 0, err

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/bundle"
 )
 
 // The fault tier: faults injected from the outside into real applies on a
@@ -406,7 +406,7 @@ func (f *faultTier) converged(phase, version string) {
 			t.Errorf("%s: %s is %s (healthy %v)", phase, key, c.State, c.Healthy)
 		}
 	}
-	self, err := fileSHA256(binary)
+	self, _, err := bundle.HashFile(binary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,17 +487,4 @@ func readManifest(comp, ver string) map[string]string {
 		}
 	}
 	return m
-}
-
-func fileSHA256(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
