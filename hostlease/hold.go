@@ -19,6 +19,9 @@ type Held struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+	// Purge names hosts whose lease folder goes with the release (hosts
+	// that left the spec: the run removed clusterctl from them).
+	Purge map[string]bool
 }
 
 // AcquireAll takes the lease on every host, in the order of their names, so
@@ -100,7 +103,7 @@ func (h *Held) releaseAll(purge bool) error {
 	var errs []error
 	for _, r := range h.hosts {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		if err := h.locker.Release(ctx, r, h.holder.ID, purge); err != nil {
+		if err := h.locker.Release(ctx, r, h.holder.ID, purge || h.Purge[r.Name()]); err != nil {
 			errs = append(errs, fmt.Errorf("host %s: release the host lease: %w", r.Name(), err))
 		}
 		cancel()

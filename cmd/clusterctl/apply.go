@@ -245,6 +245,12 @@ func takeLock(ctx context.Context, s *apply.Session, mode plan.Mode, stderr io.W
 		}
 		return nil, err
 	}
+	held.Purge = map[string]bool{}
+	for _, c := range s.Clients() {
+		if _, inSpec := s.Cluster.Host(c.Name()); !inSpec {
+			held.Purge[c.Name()] = true // the run removes clusterctl from it: leave no lease folder
+		}
+	}
 	return &heldLock{LockInfo: info, store: s.Store, hosts: held, mode: mode, lost: lostCh}, nil
 }
 

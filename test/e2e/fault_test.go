@@ -401,11 +401,16 @@ func (f *faultTier) converged(phase, version string) {
 	if out := l.mustKubectl("get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.kubeletVersion}"); strings.Count(out, "v"+version) != 3 {
 		t.Errorf("%s: kubelet versions %q, want three v%s", phase, out, version)
 	}
-	for key, c := range l.status(t) {
-		if !c.Healthy || c.State != "running" {
-			t.Errorf("%s: %s is %s (healthy %v)", phase, key, c.State, c.Healthy)
+	// Right after an upgrade an add-on may report unhealthy for a moment
+	// (its pods move as the kubelets restart): healthy within a minute.
+	eventually(t, time.Minute, phase+": every component running and healthy", func() error {
+		for key, c := range l.status(t) {
+			if !c.Healthy || c.State != "running" {
+				return fmt.Errorf("%s is %s (healthy %v)", key, c.State, c.Healthy)
+			}
 		}
-	}
+		return nil
+	})
 	self, _, err := bundle.HashFile(binary)
 	if err != nil {
 		t.Fatal(err)
