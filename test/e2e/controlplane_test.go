@@ -58,7 +58,7 @@ func TestControlPlaneOneHost(t *testing.T) {
 		before := l.status(t)["cp-1/kube-apiserver"]
 		l.mustSSH(cp, "kill -9 "+fmt.Sprint(before.PID))
 		killed := time.Now()
-		eventually(t, 10*time.Second, "kube-apiserver running and healthy again", func() error {
+		eventually(t, time.Minute, "kube-apiserver running and healthy again", func() error {
 			s := l.status(t)["cp-1/kube-apiserver"]
 			if s.PID == before.PID || !s.Healthy || s.State != "running" {
 				return fmt.Errorf("pid %d state %s healthy %v", s.PID, s.State, s.Healthy)
